@@ -1,0 +1,413 @@
+//! Configuration: the TOML file (or the embedded default) resolved into typed
+//! values. Only the resolved [`Config`] travels through the program; every
+//! error names the file, the key and what is wrong with it.
+
+mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use raw::{DurationValue, RawConfig, SizeValue};
+
+/// The embedded default that `poczta serve` runs when no `--config` is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// RFC 5321 §4.5.3.1.4 allows 512 octets; Postfix's `line_length_limit` of
+/// 2048 leaves room for long ESMTP parameters without inviting abuse.
+pub const DEFAULT_MAX_LINE_LENGTH: usize = 2048;
+/// What most providers accept today (Gmail 25 MB, Postfix's default 10 MB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 25 * 1024 * 1024;
+/// RFC 5321 §4.5.3.1.8: a server must accept at least 100 recipients.
+pub const DEFAULT_MAX_RECIPIENTS: usize = 100;
+/// Enough for a busy small site; each idle connection costs a few KiB.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
+/// One host needs a handful; a botnet node that opens hundreds gets 421.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 20;
+/// Postfix's `smtpd_soft_error_limit` is 10.
+pub const DEFAULT_MAX_ERRORS: u32 = 10;
+/// RFC 5321 §4.5.3.2.7: the server timeout should be at least 5 minutes.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// RFC 5321 §4.5.3.2.5/6: 3 minutes per data block, 10 for the terminator;
+/// one bound per read covers both.
+pub const DEFAULT_DATA_TIMEOUT: Duration = Duration::from_secs(600);
+/// RFC 1939 §3: the autologout timer must be at least 10 minutes.
+pub const DEFAULT_POP3_TIMEOUT: Duration = Duration::from_secs(600);
+/// The base delay after a failed login; it grows with repeated failures.
+pub const DEFAULT_LOGIN_FAILURE_DELAY: Duration = Duration::from_millis(500);
+/// How long a shutdown waits for sessions in flight before exiting anyway.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A configuration error, naming where it came from and which key is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown key or a value of the wrong type.
+    #[error("config {origin}: {message}")]
+    Parse {
+        /// The file name, or "embedded default".
+        origin: String,
+        /// toml's message, which names the key and the line.
+        message: String,
+    },
+    /// A key has a value that parses but is not acceptable.
+    #[error("config {origin}: key `{key}`: {problem}")]
+    Value {
+        /// The file name, or "embedded default".
+        origin: String,
+        /// The dotted key, e.g. `limits.max_message_size`.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// The resolved configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where this configuration came from (a path, or "embedded default").
+    pub origin: String,
+    /// The name this server gives itself in greetings and `Received:`.
+    pub hostname: String,
+    /// Where the database and generated files live.
+    pub data_dir: PathBuf,
+    /// Local domains, lower-cased: mail for them is stored here.
+    pub domains: Vec<String>,
+    /// MX listeners (port 25 in production).
+    pub smtp_listen: Vec<SocketAddr>,
+    /// Submission listeners (port 587 in production).
+    pub submission_listen: Vec<SocketAddr>,
+    /// POP3 listeners (port 110 in production).
+    pub pop3_listen: Vec<SocketAddr>,
+    /// Allow POP3 passwords in clear text from non-loopback clients.
+    pub pop3_allow_plaintext: bool,
+    /// Limits applied to every session.
+    pub limits: Limits,
+    /// How long a shutdown waits for sessions in flight.
+    pub shutdown_timeout: Duration,
+}
+
+/// Resource limits; each breach gets a protocol reply, never a crash.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Longest SMTP command line, including CRLF.
+    pub max_line_length: usize,
+    /// Largest message accepted, in bytes as received.
+    pub max_message_size: usize,
+    /// Most recipients in one transaction.
+    pub max_recipients: usize,
+    /// Most simultaneous connections over all listeners.
+    pub max_connections: usize,
+    /// Most simultaneous connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Error replies in one session before it is closed.
+    pub max_errors: u32,
+    /// Longest wait for an SMTP command.
+    pub command_timeout: Duration,
+    /// Longest wait for the next bytes of DATA/BDAT content.
+    pub data_timeout: Duration,
+    /// POP3 autologout timer.
+    pub pop3_timeout: Duration,
+    /// Base delay after a failed login.
+    pub login_failure_delay: Duration,
+}
+
+impl Config {
+    /// Loads and resolves a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The embedded default (`poczta serve` without `--config`).
+    pub fn embedded_default() -> Config {
+        Self::parse(EMBEDDED_DEFAULT, "embedded default").expect("the embedded default is valid")
+    }
+
+    /// Parses and resolves config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let err = |key: &str, problem: String| ConfigError::Value {
+            origin: origin.to_owned(),
+            key: key.to_owned(),
+            problem,
+        };
+
+        let hostname = raw.server.hostname.trim().to_owned();
+        if hostname.is_empty() || hostname.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(err(
+                "server.hostname",
+                "must be a host name without spaces".into(),
+            ));
+        }
+        if raw.server.data_dir.trim().is_empty() {
+            return Err(err("server.data_dir", "must not be empty".into()));
+        }
+        if raw.server.domains.is_empty() {
+            return Err(err("server.domains", "list at least one local domain".into()));
+        }
+        let mut domains = Vec::new();
+        for d in &raw.server.domains {
+            let d = d.trim().to_ascii_lowercase();
+            if d.is_empty() || d.contains('@') || d.chars().any(|c| c.is_whitespace()) {
+                return Err(err("server.domains", format!("`{d}` is not a domain name")));
+            }
+            domains.push(d);
+        }
+
+        let listen = |key: &str, list: Option<&Vec<String>>| -> Result<Vec<SocketAddr>, ConfigError> {
+            list.into_iter()
+                .flatten()
+                .map(|s| {
+                    s.parse()
+                        .map_err(|_| err(key, format!("`{s}` is not an address:port such as 127.0.0.1:25")))
+                })
+                .collect()
+        };
+        let smtp_listen = listen("smtp.listen", raw.smtp.as_ref().map(|l| &l.listen))?;
+        let submission_listen = listen("submission.listen", raw.submission.as_ref().map(|l| &l.listen))?;
+        let pop3_listen = listen("pop3.listen", raw.pop3.as_ref().map(|l| &l.listen))?;
+
+        let l = &raw.limits;
+        let count = |key: &str, v: Option<u64>, default: usize| -> Result<usize, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(0) => Err(err(key, "must be at least 1".into())),
+                Some(n) => usize::try_from(n).map_err(|_| err(key, "is too large".into())),
+            }
+        };
+        let duration = |key: &str, v: &Option<DurationValue>, default: Duration| match v {
+            None => Ok(default),
+            Some(v) => parse_duration(v).map_err(|p| err(key, p)),
+        };
+        let max_line_length = count(
+            "limits.max_line_length",
+            l.max_line_length,
+            DEFAULT_MAX_LINE_LENGTH,
+        )?;
+        if max_line_length < 512 {
+            return Err(err(
+                "limits.max_line_length",
+                "must be at least 512 (RFC 5321 §4.5.3.1.4)".into(),
+            ));
+        }
+        let max_message_size = match &l.max_message_size {
+            None => DEFAULT_MAX_MESSAGE_SIZE,
+            Some(v) => parse_size(v).map_err(|p| err("limits.max_message_size", p))?,
+        };
+        if max_message_size < 1024 {
+            return Err(err("limits.max_message_size", "must be at least 1KiB".into()));
+        }
+        let max_recipients = count("limits.max_recipients", l.max_recipients, DEFAULT_MAX_RECIPIENTS)?;
+        let max_connections = count(
+            "limits.max_connections",
+            l.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+        )?;
+        let max_connections_per_ip = count(
+            "limits.max_connections_per_ip",
+            l.max_connections_per_ip,
+            DEFAULT_MAX_CONNECTIONS_PER_IP,
+        )?;
+        let max_errors = count("limits.max_errors", l.max_errors, DEFAULT_MAX_ERRORS as usize)?;
+        let max_errors =
+            u32::try_from(max_errors).map_err(|_| err("limits.max_errors", "is too large".into()))?;
+
+        Ok(Config {
+            origin: origin.to_owned(),
+            hostname,
+            data_dir: PathBuf::from(raw.server.data_dir.trim()),
+            domains,
+            smtp_listen,
+            submission_listen,
+            pop3_listen,
+            pop3_allow_plaintext: raw.pop3.as_ref().and_then(|p| p.allow_plaintext).unwrap_or(false),
+            limits: Limits {
+                max_line_length,
+                max_message_size,
+                max_recipients,
+                max_connections,
+                max_connections_per_ip,
+                max_errors,
+                command_timeout: duration(
+                    "limits.command_timeout",
+                    &l.command_timeout,
+                    DEFAULT_COMMAND_TIMEOUT,
+                )?,
+                data_timeout: duration("limits.data_timeout", &l.data_timeout, DEFAULT_DATA_TIMEOUT)?,
+                pop3_timeout: duration("limits.pop3_timeout", &l.pop3_timeout, DEFAULT_POP3_TIMEOUT)?,
+                login_failure_delay: duration(
+                    "limits.login_failure_delay",
+                    &l.login_failure_delay,
+                    DEFAULT_LOGIN_FAILURE_DELAY,
+                )?,
+            },
+            shutdown_timeout: duration(
+                "server.shutdown_timeout",
+                &raw.server.shutdown_timeout,
+                DEFAULT_SHUTDOWN_TIMEOUT,
+            )?,
+        })
+    }
+
+    /// Whether `domain` is one of ours (ASCII case-insensitive, exact:
+    /// a trailing dot or a subdomain is a different domain).
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// The database file inside `data_dir`.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("poczta.redb")
+    }
+}
+
+fn parse_duration(v: &DurationValue) -> Result<Duration, String> {
+    match v {
+        DurationValue::Seconds(0) => Err("must be longer than zero".into()),
+        DurationValue::Seconds(s) => Ok(Duration::from_secs(*s)),
+        DurationValue::Text(t) => {
+            let t = t.trim();
+            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (num, unit) = t.split_at(split);
+            let n: u64 = num
+                .parse()
+                .map_err(|_| format!("`{t}` is not a duration such as \"30s\", \"5m\" or \"250ms\""))?;
+            let d = match unit.trim() {
+                "ms" => Duration::from_millis(n),
+                "" | "s" => Duration::from_secs(n),
+                "m" | "min" => Duration::from_secs(n * 60),
+                "h" => Duration::from_secs(n * 3600),
+                _ => return Err(format!("`{t}`: unknown unit (use ms, s, m or h)")),
+            };
+            if d.is_zero() {
+                return Err("must be longer than zero".into());
+            }
+            Ok(d)
+        }
+    }
+}
+
+fn parse_size(v: &SizeValue) -> Result<usize, String> {
+    let bytes = match v {
+        SizeValue::Bytes(b) => *b,
+        SizeValue::Text(t) => {
+            let t = t.trim();
+            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (num, unit) = t.split_at(split);
+            let n: u64 = num
+                .parse()
+                .map_err(|_| format!("`{t}` is not a size such as 26214400 or \"25MiB\""))?;
+            let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "k" | "kb" => 1000,
+                "kib" => 1024,
+                "m" | "mb" => 1_000_000,
+                "mib" => 1024 * 1024,
+                "g" | "gb" => 1_000_000_000,
+                "gib" => 1024 * 1024 * 1024,
+                _ => {
+                    return Err(format!(
+                        "`{t}`: unknown unit (use B, KiB, MiB, GiB, KB, MB or GB)"
+                    ));
+                }
+            };
+            n.checked_mul(mult).ok_or_else(|| format!("`{t}` is too large"))?
+        }
+    };
+    // redb holds a value up to 3 GiB; a mail server has no business near that.
+    if bytes > 1024 * 1024 * 1024 {
+        return Err("must be at most 1GiB".into());
+    }
+    usize::try_from(bytes).map_err(|_| "is too large".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_matches_the_contract() {
+        let c = Config::embedded_default();
+        assert_eq!(c.domains, vec!["localhost"]);
+        assert_eq!(c.data_dir, PathBuf::from("./poczta-data"));
+        assert_eq!(c.smtp_listen, vec!["127.0.0.1:2525".parse().unwrap()]);
+        assert_eq!(c.submission_listen, vec!["127.0.0.1:2587".parse().unwrap()]);
+        assert_eq!(c.pop3_listen, vec!["127.0.0.1:2110".parse().unwrap()]);
+        assert_eq!(c.limits.max_message_size, 25 * 1024 * 1024);
+        assert_eq!(c.limits.max_recipients, 100);
+    }
+
+    #[test]
+    fn the_quick_start_example_parses_and_equals_the_defaults() {
+        let c = Config::parse(
+            include_str!("../../../examples/poczta.toml"),
+            "examples/poczta.toml",
+        )
+        .unwrap();
+        let d = Config::embedded_default();
+        assert_eq!(c.smtp_listen, d.smtp_listen);
+        assert_eq!(c.limits.max_message_size, d.limits.max_message_size);
+        assert_eq!(c.limits.command_timeout, d.limits.command_timeout);
+        assert_eq!(c.limits.login_failure_delay, d.limits.login_failure_delay);
+    }
+
+    const BASE: &str =
+        "[server]\nhostname = \"mx.example.test\"\ndata_dir = \"d\"\ndomains = [\"Example.Test\"]\n";
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = Config::parse(&format!("{BASE}[smtp]\nlisten = []\nlisen = []\n"), "f.toml").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("f.toml") && msg.contains("lisen"), "{msg}");
+        let e = Config::parse(&format!("{BASE}[smpt]\n"), "f.toml").unwrap_err();
+        assert!(e.to_string().contains("smpt"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (extra, key) in [
+            ("[smtp]\nlisten = [\"nope\"]\n", "smtp.listen"),
+            (
+                "[limits]\nmax_message_size = \"25 furlongs\"\n",
+                "limits.max_message_size",
+            ),
+            ("[limits]\ncommand_timeout = \"0s\"\n", "limits.command_timeout"),
+            ("[limits]\nmax_recipients = 0\n", "limits.max_recipients"),
+            ("[limits]\nmax_line_length = 100\n", "limits.max_line_length"),
+        ] {
+            let e = Config::parse(&format!("{BASE}{extra}"), "f.toml").unwrap_err();
+            assert!(e.to_string().contains(key), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn units_and_domains_resolve() {
+        let c = Config::parse(
+            &format!(
+                "{BASE}[limits]\nmax_message_size = \"10MiB\"\ncommand_timeout = \"2m\"\ndata_timeout = 90\n"
+            ),
+            "f",
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_message_size, 10 * 1024 * 1024);
+        assert_eq!(c.limits.command_timeout, Duration::from_secs(120));
+        assert_eq!(c.limits.data_timeout, Duration::from_secs(90));
+        assert!(c.is_local_domain("EXAMPLE.test"));
+        assert!(!c.is_local_domain("example.test."));
+        assert!(!c.is_local_domain("sub.example.test"));
+    }
+}

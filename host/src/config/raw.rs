@@ -1,0 +1,74 @@
+//! The TOML file as written: serde structs that mirror the keys of
+//! CONTRACT.md exactly. Every table denies unknown fields, so a typo is an
+//! error that names the key instead of a setting silently ignored.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub server: RawServer,
+    #[serde(default)]
+    pub smtp: Option<RawListener>,
+    #[serde(default)]
+    pub submission: Option<RawListener>,
+    #[serde(default)]
+    pub pop3: Option<RawPop3>,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub hostname: String,
+    pub data_dir: String,
+    pub domains: Vec<String>,
+    pub shutdown_timeout: Option<DurationValue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListener {
+    #[serde(default)]
+    pub listen: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPop3 {
+    #[serde(default)]
+    pub listen: Vec<String>,
+    pub allow_plaintext: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub max_line_length: Option<u64>,
+    pub max_message_size: Option<SizeValue>,
+    pub max_recipients: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub max_connections_per_ip: Option<u64>,
+    pub max_errors: Option<u64>,
+    pub command_timeout: Option<DurationValue>,
+    pub data_timeout: Option<DurationValue>,
+    pub pop3_timeout: Option<DurationValue>,
+    pub login_failure_delay: Option<DurationValue>,
+}
+
+/// A duration written as whole seconds (`300`) or with a unit (`"5m"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum DurationValue {
+    Seconds(u64),
+    Text(String),
+}
+
+/// A size written as bytes (`26214400`) or with a unit (`"25MiB"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}

@@ -1,0 +1,151 @@
+//! The `poczta` binary: parses the command line, installs logging, loads
+//! the config and calls into the library. Exit codes: 0 success, 2 bad usage
+//! or bad config, 1 any other failure.
+
+mod cli;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use clap::Parser;
+use poczta::Config;
+use poczta::store::{self, StoreError, users};
+
+use cli::{Cli, Command, PasswordArgs, UserCommand};
+
+/// An error that maps to exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("poczta: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<poczta::ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded_default(),
+    };
+    match cli.command {
+        Command::Serve => serve(config),
+        Command::User(cmd) => user(config, cmd),
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let shutdown = async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install the SIGTERM handler");
+                    std::future::pending::<()>().await;
+                    unreachable!()
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            }
+        };
+        poczta::run(config, shutdown).await
+    })?;
+    Ok(())
+}
+
+fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
+    let db = store::open_database(&config.database_path())
+        .with_context(|| format!("opening {}", config.database_path().display()))?;
+    match cmd {
+        UserCommand::Add(args) => {
+            let address = local_address(&config, &args.address)?;
+            let password = read_password(&args)?;
+            let address = users::add(&db, &address, &password).map_err(user_error)?;
+            eprintln!("user {address} added");
+        }
+        UserCommand::List => {
+            let mut out = std::io::stdout().lock();
+            for u in users::list(&db)? {
+                writeln!(out, "{u}")?;
+            }
+        }
+        UserCommand::Del { address } => {
+            let n = users::delete(&db, &address).map_err(user_error)?;
+            eprintln!(
+                "user {} deleted with {n} message(s)",
+                address.trim().to_lowercase()
+            );
+        }
+        UserCommand::Passwd(args) => {
+            let password = read_password(&args)?;
+            users::set_password(&db, &args.address, &password).map_err(user_error)?;
+            eprintln!("password of {} changed", args.address.trim().to_lowercase());
+        }
+    }
+    Ok(())
+}
+
+/// Checks that an address is well formed and in one of our domains.
+fn local_address(config: &Config, address: &str) -> anyhow::Result<String> {
+    let a = users::normalize(address).map_err(|e| UsageError(e.to_string()))?;
+    let domain = a.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+    if !config.is_local_domain(domain) {
+        return Err(UsageError(format!(
+            "{domain} is not a local domain of this server (server.domains in {} is [{}])",
+            config.origin,
+            config.domains.join(", ")
+        ))
+        .into());
+    }
+    Ok(a)
+}
+
+fn user_error(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::BadAddress(m) => UsageError(m).into(),
+        e => anyhow!(e),
+    }
+}
+
+fn read_password(args: &PasswordArgs) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if !args.password_stdin && stdin.is_terminal() {
+        eprint!("Password for {} (it will echo): ", args.address);
+        std::io::stderr().flush()?;
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(UsageError("empty password (give it on standard input)".into()).into());
+    }
+    Ok(password.to_owned())
+}

@@ -1,0 +1,113 @@
+//! `run`: opens the store, starts the committer and the listeners, and on
+//! shutdown stops accepting, tells every session to finish, and waits for
+//! them — but only for `shutdown_timeout`.
+//!
+//! Shutdown, step by step: the future passed in resolves (SIGTERM/SIGINT in
+//! the binary, a oneshot in tests) → the watch flips → listeners stop
+//! accepting → each session answers its next command with 421 (POP3: -ERR,
+//! no deletions) — a message in the middle of DATA is finished first → the
+//! task tracker drains → the store's committer ends after its last batch.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::listener::{self, Admission, Kind};
+use crate::shared::Shared;
+use crate::store::{self, Store, StoreError};
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store could not be opened.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// A listening address could not be bound.
+    #[error("cannot listen on {addr} ({kind}): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Which listener.
+        kind: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the server until `shutdown` resolves, then drains (bounded).
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let config = Arc::new(config);
+    let db_path = config.database_path();
+    let db = tokio::task::spawn_blocking(move || store::open_database(&db_path))
+        .await
+        .map_err(|_| StoreError::Closed)??;
+    let (store, committer) = Store::start(db)?;
+    let shared = Arc::new(Shared::new(config.clone(), store));
+    let admission = Admission::new(
+        config.limits.max_connections,
+        config.limits.max_connections_per_ip,
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tracker = TaskTracker::new();
+
+    let mut listeners = Vec::new();
+    for (addrs, kind, name) in [
+        (&config.smtp_listen, Kind::Smtp, "smtp"),
+        (&config.submission_listen, Kind::Submission, "submission"),
+        (&config.pop3_listen, Kind::Pop3, "pop3"),
+    ] {
+        for addr in addrs {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: *addr,
+                    kind: name,
+                    source,
+                })?;
+            tracing::info!(listener = name, addr = %l.local_addr().unwrap_or(*addr), "listening");
+            listeners.push(tokio::spawn(listener::run(
+                l,
+                kind,
+                shared.clone(),
+                admission.clone(),
+                stop_rx.clone(),
+                tracker.clone(),
+            )));
+        }
+    }
+    tracing::info!(
+        hostname = %config.hostname,
+        domains = %config.domains.join(","),
+        config = %config.origin,
+        data_dir = %config.data_dir.display(),
+        "poczta started"
+    );
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections; finishing sessions in flight");
+    let _ = stop_tx.send(true);
+    for l in listeners {
+        let _ = l.await;
+    }
+    tracker.close();
+    if tokio::time::timeout(config.shutdown_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout_s = config.shutdown_timeout.as_secs(),
+            "sessions still open after the shutdown timeout; exiting anyway (nothing unacknowledged was stored)"
+        );
+    }
+    // The last handle on the store goes with `shared`; the committer then
+    // finishes its last batch and ends.
+    drop(shared);
+    let _ = tokio::task::spawn_blocking(move || committer.join()).await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! State shared by every session of a running server.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// What every connection task may reach.
+pub struct Shared {
+    /// The resolved configuration.
+    pub config: Arc<Config>,
+    /// The store (reads + the committer channel).
+    pub store: Store,
+    /// Maildrops held by a POP3 session (RFC 1939 §8: exclusive access).
+    maildrop_locks: Mutex<HashSet<String>>,
+    /// Recent failed logins per client IP, for the slowdown.
+    login_failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+/// Failures older than this are forgotten.
+const FAILURE_MEMORY: Duration = Duration::from_secs(15 * 60);
+/// The slowdown stops growing here, so a real user is never locked out for long.
+const MAX_FAILURE_DELAY: Duration = Duration::from_secs(10);
+
+impl Shared {
+    /// Builds the shared state.
+    pub fn new(config: Arc<Config>, store: Store) -> Self {
+        Shared {
+            config,
+            store,
+            maildrop_locks: Mutex::new(HashSet::new()),
+            login_failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes the exclusive lock on `user`'s maildrop; `None` if another
+    /// session holds it. The lock is released when the guard drops, however
+    /// the session ends.
+    pub fn lock_maildrop(self: &Arc<Self>, user: &str) -> Option<MaildropLock> {
+        let mut locks = self.maildrop_locks.lock().expect("lock poisoned");
+        locks.insert(user.to_owned()).then(|| MaildropLock {
+            shared: self.clone(),
+            user: user.to_owned(),
+        })
+    }
+
+    /// Records a failed login from `ip`; returns how long to wait before answering.
+    pub fn login_failed(&self, ip: IpAddr) -> Duration {
+        let now = crate::clock::instant();
+        let mut map = self.login_failures.lock().expect("lock poisoned");
+        if map.len() > 10_000 {
+            // Bounded memory under a distributed brute force.
+            map.retain(|_, (_, t)| now.duration_since(*t) < FAILURE_MEMORY);
+        }
+        let entry = map.entry(ip).or_insert((0, now));
+        if now.duration_since(entry.1) >= FAILURE_MEMORY {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = now;
+        let base = self.config.limits.login_failure_delay;
+        base.saturating_mul(entry.0.min(64)).min(MAX_FAILURE_DELAY)
+    }
+
+    /// Forgets the failures of `ip` after a successful login.
+    pub fn login_succeeded(&self, ip: IpAddr) {
+        self.login_failures.lock().expect("lock poisoned").remove(&ip);
+    }
+}
+
+/// Holds a maildrop lock; dropping it releases the maildrop.
+pub struct MaildropLock {
+    shared: Arc<Shared>,
+    user: String,
+}
+
+impl MaildropLock {
+    /// The locked user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+}
+
+impl Drop for MaildropLock {
+    fn drop(&mut self) {
+        if let Ok(mut locks) = self.shared.maildrop_locks.lock() {
+            locks.remove(&self.user);
+        }
+    }
+}

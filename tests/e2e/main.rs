@@ -1,0 +1,15 @@
+//! End-to-end tests: the real `poczta` binary on loopback, driven by
+//! independent clients (lettre, Python smtplib/poplib, curl, swaks, and a raw
+//! socket client for byte-level probes). No wall-clock assertions; every wait
+//! is bounded by `harness::WAIT`.
+
+mod harness;
+
+/// Command line and configuration: exit codes, help, user management.
+mod cli;
+/// Crash safety: kill -9 after 250, disconnects mid-DATA.
+mod crash;
+/// POP3 retrieval, deletion rules, locking, login failures.
+mod pop3;
+/// SMTP acceptance, limits, hostile input, concurrency.
+mod smtp;

@@ -88,7 +88,9 @@ pub struct Resolver {
 
 impl std::fmt::Debug for Resolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resolver").field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("Resolver")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -213,7 +215,12 @@ impl Resolver {
 
     /// Is `ip` listed in DNS blocklist `zone` (RFC 5782)? The A records of
     /// the listing (e.g. `127.0.0.2`), empty when not listed.
-    pub async fn dnsbl_within(&self, ip: IpAddr, zone: &str, limit: Duration) -> Result<Vec<Ipv4Addr>, DnsError> {
+    pub async fn dnsbl_within(
+        &self,
+        ip: IpAddr,
+        zone: &str,
+        limit: Duration,
+    ) -> Result<Vec<Ipv4Addr>, DnsError> {
         let name = dnsbl_query_name(ip, zone)?;
         self.a_within(&name, limit).await
     }
@@ -285,11 +292,17 @@ fn absolute(name: &str) -> Result<String, DnsError> {
     if name.is_empty()
         || name.len() > 253
         || !name.is_ascii()
-        || name.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        || name
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
     {
         return Err(DnsError::Invalid(format!("{name:?}")));
     }
-    Ok(if name.ends_with('.') { name.to_string() } else { format!("{name}.") })
+    Ok(if name.ends_with('.') {
+        name.to_string()
+    } else {
+        format!("{name}.")
+    })
 }
 
 /// Drops the trailing dot of an absolute name.
@@ -304,7 +317,10 @@ mod tests {
     #[test]
     fn dnsbl_ipv4_reverses_octets() {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(dnsbl_query_name(ip, "zen.example.test").unwrap(), "1.2.0.192.zen.example.test");
+        assert_eq!(
+            dnsbl_query_name(ip, "zen.example.test").unwrap(),
+            "1.2.0.192.zen.example.test"
+        );
         assert_eq!(dnsbl_query_name(ip, "bl.test.").unwrap(), "1.2.0.192.bl.test");
     }
 
@@ -355,7 +371,10 @@ mod tests {
             cache_size: 16,
         })
         .unwrap();
-        let err = resolver.a_within("example.test", Duration::from_millis(50)).await.unwrap_err();
+        let err = resolver
+            .a_within("example.test", Duration::from_millis(50))
+            .await
+            .unwrap_err();
         assert!(matches!(err, DnsError::Timeout | DnsError::Failed(_)), "{err:?}");
     }
 }

@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod headers;
 pub mod listener;
 pub mod pop3;
 pub mod server;

@@ -92,7 +92,76 @@ pub struct Config {
     pub limits: Limits,
     /// How long a shutdown waits for sessions in flight.
     pub shutdown_timeout: Duration,
+    /// Plugins, in the order they run.
+    pub plugins: Vec<PluginEntry>,
+    /// Score thresholds.
+    pub scores: Scores,
+    /// The resolver.
+    pub dns: DnsConfig,
+    /// The config file, when there is one: watched for hot reload.
+    pub path: Option<PathBuf>,
 }
+
+/// One `[[plugins]]` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PluginEntry {
+    /// The plugin's name in logs, the key-value namespace and the score header.
+    pub name: String,
+    /// The component file, resolved against the config file's directory
+    /// (the current directory for the embedded default).
+    pub path: PathBuf,
+    /// What a failure of this plugin does to the transaction.
+    pub on_error_continue: bool,
+    /// Granted capabilities.
+    pub grant_dns: bool,
+    /// Granted capabilities.
+    pub grant_kv: bool,
+    /// Granted capabilities.
+    pub grant_assets: bool,
+    /// The plugin's own config table as JSON ("{}" when none).
+    pub config_json: String,
+    /// Named read-only assets (resolved like `path`).
+    pub assets: Vec<(String, PathBuf)>,
+    /// Deadline of one hook call.
+    pub timeout: Duration,
+    /// Memory cap of one instance.
+    pub memory: usize,
+    /// Optional fuel per hook call.
+    pub fuel: Option<u64>,
+}
+
+/// `[scores]`: what the summed plugin score does to a message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scores {
+    /// At or above: add `X-Spam-*` headers.
+    pub add_header: Option<f64>,
+    /// At or above: junk (with POP3: tag and deliver to the inbox).
+    pub junk: Option<f64>,
+    /// At or above: reject with `550 5.7.1`.
+    pub reject: Option<f64>,
+}
+
+/// `[dns]`: the resolver for MX look-ups and plugins.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DnsConfig {
+    /// Name servers; empty means the system's resolv.conf.
+    pub nameservers: Vec<SocketAddr>,
+    /// Time limit of one look-up.
+    pub timeout: Duration,
+}
+
+/// rspamd's and SpamAssassin's customary thresholds, scaled alike.
+pub const DEFAULT_SCORE_ADD_HEADER: f64 = 5.0;
+/// See [`DEFAULT_SCORE_ADD_HEADER`].
+pub const DEFAULT_SCORE_JUNK: f64 = 6.0;
+/// See [`DEFAULT_SCORE_ADD_HEADER`].
+pub const DEFAULT_SCORE_REJECT: f64 = 15.0;
+/// A plugin hook that needs longer than this is broken or hostile.
+pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_millis(100);
+/// Enough for CPython or StarlingMonkey guests with room to spare.
+pub const DEFAULT_PLUGIN_MEMORY: usize = 64 * 1024 * 1024;
+/// Slow enough for a distant DNSBL, short enough not to hold SMTP.
+pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Resource limits; each breach gets a protocol reply, never a crash.
 #[derive(Clone, Debug)]
@@ -126,7 +195,10 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut c = Self::parse_relative(&text, &path.display().to_string(), base)?;
+        c.path = Some(path.to_owned());
+        Ok(c)
     }
 
     /// The embedded default (`poczta serve` without `--config`).
@@ -134,8 +206,14 @@ impl Config {
         Self::parse(EMBEDDED_DEFAULT, "embedded default").expect("the embedded default is valid")
     }
 
-    /// Parses and resolves config text; `origin` names it in errors.
+    /// Parses and resolves config text; `origin` names it in errors;
+    /// relative plugin paths are taken from the current directory.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Self::parse_relative(text, origin, Path::new(""))
+    }
+
+    /// Parses config text whose relative paths are relative to `base`.
+    pub fn parse_relative(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             origin: origin.to_owned(),
             message: e.to_string().trim_end().to_owned(),
@@ -226,7 +304,106 @@ impl Config {
         let max_errors =
             u32::try_from(max_errors).map_err(|_| err("limits.max_errors", "is too large".into()))?;
 
+        let mut plugins: Vec<PluginEntry> = Vec::new();
+        for (i, p) in raw.plugins.iter().enumerate() {
+            let key = |k: &str| format!("plugins[{i}].{k}");
+            let name = p.name.trim().to_owned();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(err(
+                    &key("name"),
+                    format!("`{name}`: use letters, digits, - and _"),
+                ));
+            }
+            if plugins.iter().any(|q| q.name == name) {
+                return Err(err(&key("name"), format!("`{name}` is used twice")));
+            }
+            let on_error_continue = match p.on_error.as_deref() {
+                None | Some("tempfail") => false,
+                Some("continue") => true,
+                Some(o) => {
+                    return Err(err(
+                        &key("on_error"),
+                        format!("`{o}`: use \"tempfail\" or \"continue\""),
+                    ));
+                }
+            };
+            let (mut dns, mut kv, mut assets_grant) = (false, false, false);
+            for g in &p.grants {
+                match g.as_str() {
+                    "dns" => dns = true,
+                    "kv" => kv = true,
+                    "assets" => assets_grant = true,
+                    other => {
+                        return Err(err(
+                            &key("grants"),
+                            format!("`{other}`: known grants are dns, kv, assets"),
+                        ));
+                    }
+                }
+            }
+            let mut assets = Vec::new();
+            for (aname, v) in &p.assets {
+                let Some(path) = v.as_str() else {
+                    return Err(err(
+                        &key(&format!("assets.{aname}")),
+                        "must be a file path".into(),
+                    ));
+                };
+                assets.push((aname.clone(), base.join(path)));
+            }
+            if !assets.is_empty() && !assets_grant {
+                return Err(err(&key("assets"), "assets need the \"assets\" grant".into()));
+            }
+            let config_json = match &p.config {
+                None => "{}".to_owned(),
+                Some(t) => serde_json::to_string(t).map_err(|e| err(&key("config"), e.to_string()))?,
+            };
+            let memory = match &p.memory {
+                None => DEFAULT_PLUGIN_MEMORY,
+                Some(v) => parse_size(v).map_err(|e| err(&key("memory"), e))?,
+            };
+            plugins.push(PluginEntry {
+                name,
+                path: base.join(p.path.trim()),
+                on_error_continue,
+                grant_dns: dns,
+                grant_kv: kv,
+                grant_assets: assets_grant,
+                config_json,
+                assets,
+                timeout: duration(&key("timeout"), &p.timeout, DEFAULT_PLUGIN_TIMEOUT)?,
+                memory,
+                fuel: p.fuel,
+            });
+        }
+        let scores = Scores {
+            add_header: Some(raw.scores.add_header.unwrap_or(DEFAULT_SCORE_ADD_HEADER)),
+            junk: Some(raw.scores.junk.unwrap_or(DEFAULT_SCORE_JUNK)),
+            reject: Some(raw.scores.reject.unwrap_or(DEFAULT_SCORE_REJECT)),
+        };
+        for (k, v) in [
+            ("scores.add_header", scores.add_header),
+            ("scores.junk", scores.junk),
+            ("scores.reject", scores.reject),
+        ] {
+            if v.is_some_and(|v| !v.is_finite()) {
+                return Err(err(k, "must be a finite number".into()));
+            }
+        }
+        let dns = DnsConfig {
+            nameservers: listen("dns.nameservers", Some(&raw.dns.nameservers))?,
+            timeout: duration("dns.timeout", &raw.dns.timeout, DEFAULT_DNS_TIMEOUT)?,
+        };
+
         Ok(Config {
+            plugins,
+            scores,
+            dns,
+            path: None,
             origin: origin.to_owned(),
             hostname,
             data_dir: PathBuf::from(raw.server.data_dir.trim()),
@@ -391,6 +568,42 @@ mod tests {
         ] {
             let e = Config::parse(&format!("{BASE}{extra}"), "f.toml").unwrap_err();
             assert!(e.to_string().contains(key), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn plugin_entries_resolve_against_the_config_directory() {
+        let text = format!(
+            "{BASE}[[plugins]]\nname = \"spam\"\npath = \"p/spam.wasm\"\non_error = \"continue\"\ngrants = [\"kv\", \"assets\"]\n\
+             timeout = \"250ms\"\nmemory = \"32MiB\"\nconfig = {{ words = [\"a\"], n = 2 }}\nassets = {{ list = \"w.txt\" }}\n\
+             [scores]\nreject = 20.0\n[dns]\nnameservers = [\"127.0.0.1:5353\"]\n"
+        );
+        let c = Config::parse_relative(&text, "f", Path::new("/etc/poczta")).unwrap();
+        let p = &c.plugins[0];
+        assert_eq!(p.path, PathBuf::from("/etc/poczta/p/spam.wasm"));
+        assert!(p.on_error_continue && p.grant_kv && p.grant_assets && !p.grant_dns);
+        assert_eq!(p.timeout, Duration::from_millis(250));
+        assert_eq!(p.memory, 32 * 1024 * 1024);
+        assert_eq!(
+            p.assets,
+            vec![("list".to_string(), PathBuf::from("/etc/poczta/w.txt"))]
+        );
+        let json: serde_json::Value = serde_json::from_str(&p.config_json).unwrap();
+        assert_eq!(json, serde_json::json!({"words": ["a"], "n": 2}));
+        assert_eq!(c.scores.reject, Some(20.0));
+        assert_eq!(c.scores.junk, Some(DEFAULT_SCORE_JUNK));
+        assert_eq!(c.dns.nameservers, vec!["127.0.0.1:5353".parse().unwrap()]);
+        for (bad, key) in [
+            ("on_error = \"ignore\"", "plugins[0].on_error"),
+            ("grants = [\"net\"]", "plugins[0].grants"),
+            ("assets = { a = \"x\" }", "plugins[0].assets"),
+        ] {
+            let e = Config::parse(
+                &format!("{BASE}[[plugins]]\nname = \"x\"\npath = \"x.wasm\"\n{bad}\n"),
+                "f",
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains(key), "{bad}: {e}");
         }
     }
 

@@ -16,6 +16,44 @@ pub(super) struct RawConfig {
     pub pop3: Option<RawPop3>,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub plugins: Vec<RawPlugin>,
+    #[serde(default)]
+    pub scores: RawScores,
+    #[serde(default)]
+    pub dns: RawDns,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlugin {
+    pub name: String,
+    pub path: String,
+    pub on_error: Option<String>,
+    #[serde(default)]
+    pub grants: Vec<String>,
+    pub config: Option<toml::Table>,
+    #[serde(default)]
+    pub assets: toml::Table,
+    pub timeout: Option<DurationValue>,
+    pub memory: Option<SizeValue>,
+    pub fuel: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScores {
+    pub add_header: Option<f64>,
+    pub junk: Option<f64>,
+    pub reject: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDns {
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    pub timeout: Option<DurationValue>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -30,7 +30,9 @@ use wasmtime::{Engine, Store};
 use super::bindings::{Plugin, PluginPre};
 use super::engine::{Engines, MAX_PLUGIN_MEMORY};
 use super::state::{self, PluginState, TxnData};
-use super::{Grants, Hook, OnError, PluginConfig, PluginError, PluginInfoSummary, Runtime, Services, WIT_PACKAGE};
+use super::{
+    Grants, Hook, OnError, PluginConfig, PluginError, PluginInfoSummary, Runtime, Services, WIT_PACKAGE,
+};
 
 /// The package prefix of our interfaces in component import/export names.
 const PACKAGE_PREFIX: &str = "poczta:plugin/";
@@ -181,7 +183,12 @@ fn check_config(cfg: &PluginConfig) -> Result<(), PluginError> {
 }
 
 /// Compiles `wasm`, or loads it from the cache.
-fn component(runtime: &Runtime, engine: &Engine, wasm: &[u8], plugin: &str) -> Result<Component, PluginError> {
+fn component(
+    runtime: &Runtime,
+    engine: &Engine,
+    wasm: &[u8],
+    plugin: &str,
+) -> Result<Component, PluginError> {
     let compile = || {
         let start = std::time::Instant::now();
         let c = Component::from_binary(engine, wasm).map_err(|e| PluginError::Compile {
@@ -308,7 +315,11 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<PluginState>> {
 
 /// Links `component`; the error names a foreign package version when that
 /// is the reason.
-fn link(engine: &Engine, component: &Component, plugin: &str) -> Result<(Vec<String>, PluginPre<PluginState>), PluginError> {
+fn link(
+    engine: &Engine,
+    component: &Component,
+    plugin: &str,
+) -> Result<(Vec<String>, PluginPre<PluginState>), PluginError> {
     let ty = component.component_type();
     let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
@@ -326,11 +337,17 @@ fn link(engine: &Engine, component: &Component, plugin: &str) -> Result<(Vec<Str
     if !exports.iter().any(|e| e.starts_with("poczta:plugin/hooks")) {
         return Err(fail(format!(
             "does not export poczta:plugin/hooks (exports: {})",
-            if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
+            if exports.is_empty() {
+                "none".to_string()
+            } else {
+                exports.join(", ")
+            }
         )));
     }
     let linker = linker(engine).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-    let instance_pre = linker.instantiate_pre(component).map_err(|e| fail(format!("{e:#}")))?;
+    let instance_pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| fail(format!("{e:#}")))?;
     let pre = PluginPre::new(instance_pre).map_err(|e| fail(format!("{e:#}")))?;
     Ok((imports, pre))
 }
@@ -360,7 +377,12 @@ fn describe(plugin: &Arc<LoadedPlugin>) -> Result<(String, String, Vec<Hook>), S
     let info = block_on(async {
         store.data_mut().begin_call(None, budget);
         let instance = plugin.pre.instantiate_async(&mut store).await;
-        let instance = instance.map_err(|e| format!("instantiation failed: {}", super::session::cause(&e, store.data())))?;
+        let instance = instance.map_err(|e| {
+            format!(
+                "instantiation failed: {}",
+                super::session::cause(&e, store.data())
+            )
+        })?;
         store.data_mut().begin_call(None, budget);
         let info = instance.poczta_plugin_hooks().call_describe(&mut store).await;
         store.data_mut().end_call();
@@ -416,11 +438,24 @@ mod tests {
 
     #[test]
     fn package_versions_are_recognised() {
-        assert_eq!(package_version("poczta:plugin/hooks@0.1.0").as_deref(), Some("poczta:plugin@0.1.0"));
-        assert_eq!(package_version("poczta:plugin/kv@0.2.0").as_deref(), Some("poczta:plugin@0.2.0"));
+        assert_eq!(
+            package_version("poczta:plugin/hooks@0.1.0").as_deref(),
+            Some("poczta:plugin@0.1.0")
+        );
+        assert_eq!(
+            package_version("poczta:plugin/kv@0.2.0").as_deref(),
+            Some("poczta:plugin@0.2.0")
+        );
         assert_eq!(package_version("wasi:cli/environment@0.2.6"), None);
-        let names = ["wasi:io/poll@0.2.0", "poczta:plugin/types@0.1.0", "poczta:plugin/hooks@0.3.1"];
-        assert_eq!(foreign_version(names.into_iter()).as_deref(), Some("poczta:plugin@0.3.1"));
+        let names = [
+            "wasi:io/poll@0.2.0",
+            "poczta:plugin/types@0.1.0",
+            "poczta:plugin/hooks@0.3.1",
+        ];
+        assert_eq!(
+            foreign_version(names.into_iter()).as_deref(),
+            Some("poczta:plugin@0.3.1")
+        );
         assert_eq!(foreign_version(["poczta:plugin/hooks@0.1.0"].into_iter()), None);
     }
 }

@@ -313,7 +313,9 @@ pub fn untrusted_header_names(raw: &[u8]) -> Vec<String> {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
-        let name = String::from_utf8_lossy(&line[..colon]).trim().to_ascii_lowercase();
+        let name = String::from_utf8_lossy(&line[..colon])
+            .trim()
+            .to_ascii_lowercase();
         if (name.starts_with("x-spam-") || name == "x-poczta-score") && !names.contains(&name) {
             names.push(name);
         }
@@ -350,7 +352,10 @@ JVBERi0xLjQK\r\n\
     fn headers_are_unfolded_case_insensitive_and_decoded() {
         let msg = ParsedMessage::parse(Arc::new(MIME.as_bytes().to_vec()));
         assert_eq!(msg.headers()[0].name, "From");
-        assert_eq!(msg.header("SUBJECT"), vec!["=?utf-8?b?WmHFvMOzxYLEhw==?= continued"]);
+        assert_eq!(
+            msg.header("SUBJECT"),
+            vec!["=?utf-8?b?WmHFvMOzxYLEhw==?= continued"]
+        );
         assert_eq!(msg.header_decoded("subject").as_deref(), Some("Zażółć continued"));
         assert!(msg.header_decoded("from").unwrap().contains("Jörg"));
         assert!(msg.header("missing").is_empty());
@@ -366,7 +371,13 @@ JVBERi0xLjQK\r\n\
         assert!(!parts[0].is_attachment);
         assert_eq!(msg.part_text(0).unwrap().trim_end(), "Zażółć");
         // part-body keeps the part's charset (ISO-8859-2), QP undone.
-        assert_eq!(msg.part_body(0).unwrap().strip_suffix(b"\r\n").unwrap_or(msg.part_body(0).unwrap()), b"Za\xbf\xf3\xb3\xe6");
+        assert_eq!(
+            msg.part_body(0)
+                .unwrap()
+                .strip_suffix(b"\r\n")
+                .unwrap_or(msg.part_body(0).unwrap()),
+            b"Za\xbf\xf3\xb3\xe6"
+        );
         assert_eq!(parts[1].content_type, "application/pdf");
         assert_eq!(parts[1].filename.as_deref(), Some("a.pdf"));
         assert!(parts[1].is_attachment);
@@ -394,7 +405,10 @@ JVBERi0xLjQK\r\n\
 
     #[test]
     fn untrusted_headers_found_in_header_block_only() {
-        assert_eq!(untrusted_header_names(MIME.as_bytes()), vec!["x-spam-flag", "x-poczta-score"]);
+        assert_eq!(
+            untrusted_header_names(MIME.as_bytes()),
+            vec!["x-spam-flag", "x-poczta-score"]
+        );
         assert!(untrusted_header_names(b"Subject: a\r\n\r\nX-Spam-Flag: YES\r\n").is_empty());
     }
 }

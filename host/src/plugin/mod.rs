@@ -82,7 +82,11 @@ pub struct Grants {
 
 impl Grants {
     /// Every capability (used by `plugin run`).
-    pub const ALL: Grants = Grants { dns: true, kv: true, assets: true };
+    pub const ALL: Grants = Grants {
+        dns: true,
+        kv: true,
+        assets: true,
+    };
 }
 
 /// One `[[plugins]]` entry, resolved by the config code.
@@ -161,7 +165,13 @@ pub trait KvBackend: Send + Sync + 'static {
     /// The value of `key`, unless missing or expired at `now` (unix secs).
     fn get(&self, plugin: &str, key: &str, now: u64) -> Result<Option<Vec<u8>>, String>;
     /// Sets `key`; `expires` in unix seconds, 0 = never.
-    fn set(&self, plugin: &str, key: &str, value: Vec<u8>, expires: u64) -> BoxFuture<'static, Result<(), String>>;
+    fn set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires: u64,
+    ) -> BoxFuture<'static, Result<(), String>>;
     /// Deletes `key` (no error when missing).
     fn delete(&self, plugin: &str, key: &str) -> BoxFuture<'static, Result<(), String>>;
     /// Adds `delta` to the counter at `key` (missing/expired = 0) and
@@ -209,8 +219,15 @@ impl KvBackend for MemoryKv {
             .map(|(v, _)| v.clone()))
     }
 
-    fn set(&self, plugin: &str, key: &str, value: Vec<u8>, expires: u64) -> BoxFuture<'static, Result<(), String>> {
-        self.lock().insert((plugin.to_string(), key.to_string()), (value, expires));
+    fn set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        expires: u64,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        self.lock()
+            .insert((plugin.to_string(), key.to_string()), (value, expires));
         Box::pin(async { Ok(()) })
     }
 
@@ -409,7 +426,10 @@ pub struct PluginSet {
 impl std::fmt::Debug for PluginSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginSet")
-            .field("plugins", &self.plugins.iter().map(|p| &p.name).collect::<Vec<_>>())
+            .field(
+                "plugins",
+                &self.plugins.iter().map(|p| &p.name).collect::<Vec<_>>(),
+            )
             .field("thresholds", &self.thresholds)
             .finish()
     }
@@ -436,7 +456,10 @@ impl PluginSet {
             }
             loaded.push(Arc::new(loader::load(runtime, cfg, &services)?));
         }
-        Ok(PluginSet { plugins: loaded, thresholds })
+        Ok(PluginSet {
+            plugins: loaded,
+            thresholds,
+        })
     }
 
     /// A set without plugins (no `[[plugins]]`, or before the first load).
@@ -449,7 +472,10 @@ impl PluginSet {
 
     /// (config name, what `describe()` said) for every plugin, in order.
     pub fn describe(&self) -> Vec<(String, PluginInfoSummary)> {
-        self.plugins.iter().map(|p| (p.name.clone(), p.summary())).collect()
+        self.plugins
+            .iter()
+            .map(|p| (p.name.clone(), p.summary()))
+            .collect()
     }
 
     /// Whether any plugin implements `hook` (the server can skip work, e.g.

@@ -180,7 +180,13 @@ impl fmt::Display for RunReport {
         if !self.symbols.is_empty() {
             writeln!(f, "symbols:")?;
             for s in &self.symbols {
-                writeln!(f, "  {:<24} {:>6}  {}", s.name, fmt_score(s.weight), s.description)?;
+                writeln!(
+                    f,
+                    "  {:<24} {:>6}  {}",
+                    s.name,
+                    fmt_score(s.weight),
+                    s.description
+                )?;
             }
         }
         if !self.headers_added.is_empty() {
@@ -230,9 +236,11 @@ pub async fn run(runtime: &Runtime, path: &Path, opts: RunOptions) -> Result<Run
         dns: Arc::clone(&opts.dns),
     };
     let rt = runtime.clone();
-    let set = tokio::task::spawn_blocking(move || PluginSet::load(&rt, &[cfg], ScoreThresholds::default(), services))
-        .await
-        .map_err(|e| PluginError::Engine(format!("load task failed: {e}")))??;
+    let set = tokio::task::spawn_blocking(move || {
+        PluginSet::load(&rt, &[cfg], ScoreThresholds::default(), services)
+    })
+    .await
+    .map_err(|e| PluginError::Engine(format!("load task failed: {e}")))??;
     Ok(drive(Arc::new(set), opts).await)
 }
 
@@ -365,8 +373,15 @@ fn hook_entries(session: &super::Session, rcpts: &[String]) -> Vec<HookEntry> {
         .call_log()
         .into_iter()
         .map(|(hook, verdict, cause)| {
-            let rcpt = matches!(hook.as_str(), "rcpt" | "deliver").then(|| rcpts.next().cloned()).flatten();
-            HookEntry { hook, verdict, rcpt, cause }
+            let rcpt = matches!(hook.as_str(), "rcpt" | "deliver")
+                .then(|| rcpts.next().cloned())
+                .flatten();
+            HookEntry {
+                hook,
+                verdict,
+                rcpt,
+                cause,
+            }
         })
         .collect()
 }

@@ -36,16 +36,14 @@ use std::time::Duration;
 use wasmtime::component::Resource;
 use wasmtime::{Store, Trap};
 
+use super::bindings::Plugin;
 use super::bindings::hooks::Guest;
 use super::bindings::types::{self as wit, Delivery, RcptVerdict, Verdict};
-use super::bindings::Plugin;
 use super::loader::LoadedPlugin;
 use super::message::{MessageHandle, ParsedMessage, untrusted_header_names};
 use super::state::{self, PluginState, SharedTxn, TxnData};
 use super::verdict::{self, ReplyClass, failure_reply};
-use super::{
-    ConnInfo, DataOutcome, Decision, Envelope, Folder, Hook, OnError, PluginSet, RcptDecision,
-};
+use super::{ConnInfo, DataOutcome, Decision, Envelope, Folder, Hook, OnError, PluginSet, RcptDecision};
 
 /// Failures after which a plugin is not run again in the same scope.
 pub const MAX_FAILURES_PER_SCOPE: u32 = 3;
@@ -92,7 +90,11 @@ struct Entry {
 
 impl Entry {
     fn triple(&self) -> (String, String, String) {
-        (self.plugin.clone(), self.hook.as_str().to_string(), self.word.to_string())
+        (
+            self.plugin.clone(),
+            self.hook.as_str().to_string(),
+            self.word.to_string(),
+        )
     }
 }
 
@@ -271,7 +273,11 @@ impl Session {
         }
 
         let (data, txn_quarantine, txn_verdicts) = match self.txn.as_ref() {
-            Some(t) => (state::lock(&t.scope.data).clone(), t.quarantine.clone(), t.verdicts.clone()),
+            Some(t) => (
+                state::lock(&t.scope.data).clone(),
+                t.quarantine.clone(),
+                t.verdicts.clone(),
+            ),
             None => (TxnData::default(), None, Vec::new()),
         };
         let summary = ran_data_hooks || !data.symbols.is_empty();
@@ -286,8 +292,11 @@ impl Session {
             decision
         };
 
-        let mut add_headers: Vec<(String, String)> =
-            data.add_headers.iter().map(|(_, n, v)| (n.clone(), v.clone())).collect();
+        let mut add_headers: Vec<(String, String)> = data
+            .add_headers
+            .iter()
+            .map(|(_, n, v)| (n.clone(), v.clone()))
+            .collect();
         add_headers.extend(action.headers);
         let mut remove_headers: Vec<String> = data.remove_headers.iter().map(|(_, n)| n.clone()).collect();
         for name in untrusted_header_names(&raw) {
@@ -295,7 +304,12 @@ impl Session {
                 remove_headers.push(name);
             }
         }
-        let verdicts = self.conn_verdicts.iter().chain(txn_verdicts.iter()).map(Entry::triple).collect();
+        let verdicts = self
+            .conn_verdicts
+            .iter()
+            .chain(txn_verdicts.iter())
+            .map(Entry::triple)
+            .collect();
         if let Some(txn) = self.txn.as_mut() {
             txn.outcome = Some((decision.clone(), action.junk));
         }
@@ -316,7 +330,10 @@ impl Session {
     /// stage is final for every recipient.
     pub async fn deliver(&mut self, env: &Envelope, rcpt: &str) -> Folder {
         let Some(txn) = self.txn.as_ref() else {
-            tracing::warn!(session = self.id, "deliver() without a transaction; filing into the inbox");
+            tracing::warn!(
+                session = self.id,
+                "deliver() without a transaction; filing into the inbox"
+            );
             return Folder::Inbox;
         };
         let (decision, junk) = txn.outcome.clone().unwrap_or((Decision::Continue, false));
@@ -370,7 +387,11 @@ impl Session {
     /// then the current transaction's).
     pub fn failures(&self) -> Vec<(String, String, String)> {
         self.entries()
-            .filter_map(|e| e.cause.as_ref().map(|c| (e.plugin.clone(), e.hook.as_str().to_string(), c.clone())))
+            .filter_map(|e| {
+                e.cause
+                    .as_ref()
+                    .map(|c| (e.plugin.clone(), e.hook.as_str().to_string(), c.clone()))
+            })
             .collect()
     }
 
@@ -404,7 +425,10 @@ impl Session {
 
     fn ensure_transaction(&mut self) {
         if self.txn.is_none() {
-            tracing::debug!(session = self.id, "hook called outside a transaction; starting one");
+            tracing::debug!(
+                session = self.id,
+                "hook called outside a transaction; starting one"
+            );
             self.begin_transaction();
         }
     }
@@ -450,9 +474,11 @@ impl Session {
             let decision = match self.invoke(in_txn, idx, plugin, call).await {
                 Ok(Answer::Verdict(v)) => {
                     let (name, id) = (&plugin.name, self.id);
-                    verdict::decision(v, hook, |w| {
-                        tracing::warn!(plugin = %name, hook = hook.as_str(), session = id, "{w}")
-                    })
+                    verdict::decision(
+                        v,
+                        hook,
+                        |w| tracing::warn!(plugin = %name, hook = hook.as_str(), session = id, "{w}"),
+                    )
                 }
                 Ok(_) => unreachable_answer(),
                 Err(cause) => match self.failed(in_txn, plugin, hook, &cause) {
@@ -479,8 +505,12 @@ impl Session {
         Ok(match v {
             RcptVerdict::Continue => RcptDecision::Continue,
             RcptVerdict::Accept => RcptDecision::Accept,
-            RcptVerdict::Reject(r) => RcptDecision::Reject(verdict::validate_reply(r, ReplyClass::Reject, warn)),
-            RcptVerdict::Tempfail(r) => RcptDecision::Tempfail(verdict::validate_reply(r, ReplyClass::Tempfail, warn)),
+            RcptVerdict::Reject(r) => {
+                RcptDecision::Reject(verdict::validate_reply(r, ReplyClass::Reject, warn))
+            }
+            RcptVerdict::Tempfail(r) => {
+                RcptDecision::Tempfail(verdict::validate_reply(r, ReplyClass::Tempfail, warn))
+            }
             RcptVerdict::Redirect(list) => RcptDecision::Redirect(verdict::redirect_targets(list)?),
         })
     }
@@ -500,7 +530,14 @@ impl Session {
         self.push(in_txn, plugin, hook, word, None);
     }
 
-    fn push(&mut self, in_txn: bool, plugin: &LoadedPlugin, hook: Hook, word: &'static str, cause: Option<String>) {
+    fn push(
+        &mut self,
+        in_txn: bool,
+        plugin: &LoadedPlugin,
+        hook: Hook,
+        word: &'static str,
+        cause: Option<String>,
+    ) {
         let entry = Entry {
             plugin: plugin.name.clone(),
             hook,

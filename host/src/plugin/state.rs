@@ -72,12 +72,21 @@ pub struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub fn new(cap: usize) -> MemoryLimiter {
-        MemoryLimiter { cap, used: 0, hit: false }
+        MemoryLimiter {
+            cap,
+            used: 0,
+            hit: false,
+        }
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let growth = desired.saturating_sub(current);
         if maximum.is_some_and(|max| desired > max) || self.used.saturating_add(growth) > self.cap {
             self.hit = true;
@@ -87,7 +96,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         // Tables are bounded by the pool's `table_elements` and by `maximum`.
         Ok(maximum.is_none_or(|max| desired <= max))
     }
@@ -187,7 +201,12 @@ impl PluginState {
 /// Creates a store for `plugin` acting on `txn`: empty WASI (no preopens,
 /// env, args or network; stdio discarded), the memory cap, the epoch
 /// callback (yield every tick, trap after the deadline) and fuel if set.
-pub fn new_store(plugin: &Arc<LoadedPlugin>, txn: SharedTxn, session: u64, capabilities: bool) -> Store<PluginState> {
+pub fn new_store(
+    plugin: &Arc<LoadedPlugin>,
+    txn: SharedTxn,
+    session: u64,
+    capabilities: bool,
+) -> Store<PluginState> {
     let state = PluginState {
         wasi: WasiCtx::builder().build(),
         table: ResourceTable::new(),

@@ -43,7 +43,9 @@ macro_rules! plugin_or_skip {
 
 fn runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| Runtime::new(Some(std::env::temp_dir().join("poczta-plugin-tests-cache"))).expect("runtime"))
+    RT.get_or_init(|| {
+        Runtime::new(Some(std::env::temp_dir().join("poczta-plugin-tests-cache"))).expect("runtime")
+    })
 }
 
 fn dead_resolver() -> Arc<crate::dns::Resolver> {
@@ -186,7 +188,15 @@ async fn load_and_describe() {
     assert_eq!(d[1].1.name, "verdicts");
     assert_eq!(
         d[1].1.hooks,
-        vec!["connect", "helo", "mail-from", "rcpt", "headers", "body", "deliver"]
+        vec![
+            "connect",
+            "helo",
+            "mail-from",
+            "rcpt",
+            "headers",
+            "body",
+            "deliver"
+        ]
     );
     assert!(set.has_hook(Hook::Headers) && set.has_hook(Hook::Deliver));
     let only_tag = load(&[cfg("tagger", &tag, json!({}))]);
@@ -201,7 +211,10 @@ fn load_errors_name_the_plugin() {
     };
     let missing = PluginConfig::new("ghost", "/nonexistent/ghost.wasm");
     let err = PluginSet::load(runtime(), &[missing], ScoreThresholds::default(), services()).unwrap_err();
-    assert!(matches!(err, PluginError::Read { ref plugin, .. } if plugin == "ghost"), "{err}");
+    assert!(
+        matches!(err, PluginError::Read { ref plugin, .. } if plugin == "ghost"),
+        "{err}"
+    );
 
     let dup = [PluginConfig::new("a", &tag), PluginConfig::new("a", &tag)];
     let err = PluginSet::load(runtime(), &dup, ScoreThresholds::default(), services()).unwrap_err();
@@ -215,10 +228,18 @@ fn load_errors_name_the_plugin() {
     // A file that is not a component.
     let junk = std::env::temp_dir().join(format!("poczta-not-a-component-{}.wasm", std::process::id()));
     std::fs::write(&junk, b"\0asm\x01\0\0\0").unwrap();
-    let err = PluginSet::load(runtime(), &[PluginConfig::new("junk", &junk)], ScoreThresholds::default(), services())
-        .unwrap_err();
+    let err = PluginSet::load(
+        runtime(),
+        &[PluginConfig::new("junk", &junk)],
+        ScoreThresholds::default(),
+        services(),
+    )
+    .unwrap_err();
     let _ = std::fs::remove_file(&junk);
-    assert!(matches!(err, PluginError::Compile { ref plugin, .. } if plugin == "junk"), "{err}");
+    assert!(
+        matches!(err, PluginError::Compile { ref plugin, .. } if plugin == "junk"),
+        "{err}"
+    );
 }
 
 // -------------------------------------------------------------- verdicts
@@ -245,9 +266,18 @@ async fn every_verdict_of_every_hook() {
     let cases: Vec<(serde_json::Value, Decision)> = vec![
         (json!("continue"), Decision::Continue),
         (json!("accept"), Decision::Accept),
-        (json!({"reject": r(554, "5.7.1", "no")}), Decision::Reject(reply(554, "5.7.1", "no"))),
-        (json!({"tempfail": r(450, "4.2.0", "later")}), Decision::Tempfail(reply(450, "4.2.0", "later"))),
-        (json!({"disconnect": r(421, "4.7.0", "bye")}), Decision::Disconnect(reply(421, "4.7.0", "bye"))),
+        (
+            json!({"reject": r(554, "5.7.1", "no")}),
+            Decision::Reject(reply(554, "5.7.1", "no")),
+        ),
+        (
+            json!({"tempfail": r(450, "4.2.0", "later")}),
+            Decision::Tempfail(reply(450, "4.2.0", "later")),
+        ),
+        (
+            json!({"disconnect": r(421, "4.7.0", "bye")}),
+            Decision::Disconnect(reply(421, "4.7.0", "bye")),
+        ),
         (json!({"quarantine": "odd"}), Decision::Quarantine("odd".into())),
     ];
     for hook in ["connect", "helo", "mail-from", "headers", "body"] {
@@ -286,11 +316,23 @@ async fn every_verdict_of_every_hook() {
     let rcpt_cases: Vec<(serde_json::Value, RcptDecision)> = vec![
         (json!("continue"), RcptDecision::Continue),
         (json!("accept"), RcptDecision::Accept),
-        (json!({"reject": r(550, "5.1.1", "no such user")}), RcptDecision::Reject(reply(550, "5.1.1", "no such user"))),
-        (json!({"tempfail": r(452, "4.2.2", "full")}), RcptDecision::Tempfail(reply(452, "4.2.2", "full"))),
-        (json!({"redirect": ["x@example.test", "y@example.test"]}), RcptDecision::Redirect(vec!["x@example.test".into(), "y@example.test".into()])),
+        (
+            json!({"reject": r(550, "5.1.1", "no such user")}),
+            RcptDecision::Reject(reply(550, "5.1.1", "no such user")),
+        ),
+        (
+            json!({"tempfail": r(452, "4.2.2", "full")}),
+            RcptDecision::Tempfail(reply(452, "4.2.2", "full")),
+        ),
+        (
+            json!({"redirect": ["x@example.test", "y@example.test"]}),
+            RcptDecision::Redirect(vec!["x@example.test".into(), "y@example.test".into()]),
+        ),
         // An empty redirect is a plugin failure: on_error (tempfail).
-        (json!({"redirect": []}), RcptDecision::Tempfail(reply(451, "4.7.1", "Temporary policy failure, try again later"))),
+        (
+            json!({"redirect": []}),
+            RcptDecision::Tempfail(reply(451, "4.7.1", "Temporary policy failure, try again later")),
+        ),
     ];
     for (value, want) in rcpt_cases {
         let set = load(&[cfg("v", &path, obj("rcpt", value.clone()))]);
@@ -320,11 +362,26 @@ async fn replies_outside_their_class_get_defaults() {
     let path = plugin_or_skip!("verdicts.wasm");
     let (logs, _g) = capture();
     let cases = [
-        (json!({"headers": {"reject": [250, "2.0.0", "ok"]}}), Decision::Reject(reply(550, "5.7.1", "Rejected by policy"))),
-        (json!({"headers": {"tempfail": [550, "5.7.1", "x"]}}), Decision::Tempfail(reply(451, "4.7.1", "Try again later"))),
-        (json!({"headers": {"disconnect": [450, "4.7.1", "x"]}}), Decision::Disconnect(reply(421, "4.7.0", "Closing connection"))),
-        (json!({"headers": {"reject": [550, "4.7.1", "mismatch"]}}), Decision::Reject(reply(550, "5.7.1", "mismatch"))),
-        (json!({"headers": {"reject": [553, "", "line\r\nbreak"]}}), Decision::Reject(reply(553, "5.7.1", "linebreak"))),
+        (
+            json!({"headers": {"reject": [250, "2.0.0", "ok"]}}),
+            Decision::Reject(reply(550, "5.7.1", "Rejected by policy")),
+        ),
+        (
+            json!({"headers": {"tempfail": [550, "5.7.1", "x"]}}),
+            Decision::Tempfail(reply(451, "4.7.1", "Try again later")),
+        ),
+        (
+            json!({"headers": {"disconnect": [450, "4.7.1", "x"]}}),
+            Decision::Disconnect(reply(421, "4.7.0", "Closing connection")),
+        ),
+        (
+            json!({"headers": {"reject": [550, "4.7.1", "mismatch"]}}),
+            Decision::Reject(reply(550, "5.7.1", "mismatch")),
+        ),
+        (
+            json!({"headers": {"reject": [553, "", "line\r\nbreak"]}}),
+            Decision::Reject(reply(553, "5.7.1", "linebreak")),
+        ),
     ];
     for (config, want) in cases {
         let set = load(&[cfg("v", &path, config.clone())]);
@@ -339,42 +396,76 @@ async fn replies_outside_their_class_get_defaults() {
 async fn chain_stops_at_first_terminal_and_accept_stops_only_its_hook() {
     let path = plugin_or_skip!("verdicts.wasm");
     let set = load(&[
-        cfg("first", &path, json!({"headers": {"reject": [550, "5.7.1", "first"]}})),
-        cfg("second", &path, json!({"headers": {"reject": [554, "5.7.1", "second"]}})),
+        cfg(
+            "first",
+            &path,
+            json!({"headers": {"reject": [550, "5.7.1", "first"]}}),
+        ),
+        cfg(
+            "second",
+            &path,
+            json!({"headers": {"reject": [554, "5.7.1", "second"]}}),
+        ),
     ]);
     let mut s = set.session(conn());
     let out = transaction(&mut s, MSG).await;
     assert_eq!(out.decision, Decision::Reject(reply(550, "5.7.1", "first")));
     let headers: Vec<&(String, String, String)> = out.verdicts.iter().filter(|v| v.1 == "headers").collect();
     assert_eq!(headers.len(), 1, "second plugin must not run: {:?}", out.verdicts);
-    assert!(!out.verdicts.iter().any(|v| v.1 == "body"), "body must not run after a terminal headers verdict");
+    assert!(
+        !out.verdicts.iter().any(|v| v.1 == "body"),
+        "body must not run after a terminal headers verdict"
+    );
 
     let set = load(&[
         cfg("first", &path, json!({"headers": "accept"})),
-        cfg("second", &path, json!({"headers": {"reject": [550, "5.7.1", "x"]}, "body": "continue"})),
+        cfg(
+            "second",
+            &path,
+            json!({"headers": {"reject": [550, "5.7.1", "x"]}, "body": "continue"}),
+        ),
     ]);
     let mut s = set.session(conn());
     let out = transaction(&mut s, MSG).await;
     assert_eq!(out.decision, Decision::Accept);
-    assert!(out.verdicts.contains(&("second".into(), "body".into(), "continue".into())), "{:?}", out.verdicts);
-    assert!(!out.verdicts.contains(&("second".into(), "headers".into(), "reject".into())));
+    assert!(
+        out.verdicts
+            .contains(&("second".into(), "body".into(), "continue".into())),
+        "{:?}",
+        out.verdicts
+    );
+    assert!(
+        !out.verdicts
+            .contains(&("second".into(), "headers".into(), "reject".into()))
+    );
 }
 
 #[tokio::test]
 async fn quarantine_before_data_applies_to_the_message() {
     let path = plugin_or_skip!("verdicts.wasm");
-    let set = load(&[cfg("v", &path, json!({"mail-from": {"quarantine": "suspicious sender"}}))]);
+    let set = load(&[cfg(
+        "v",
+        &path,
+        json!({"mail-from": {"quarantine": "suspicious sender"}}),
+    )]);
     let mut s = set.session(conn());
     let out = transaction(&mut s, MSG).await;
     assert_eq!(out.decision, Decision::Quarantine("suspicious sender".into()));
-    assert_eq!(s.deliver(&env(), "b@example.test").await, Folder::Quarantine("suspicious sender".into()));
+    assert_eq!(
+        s.deliver(&env(), "b@example.test").await,
+        Folder::Quarantine("suspicious sender".into())
+    );
     // The next transaction starts clean.
     s.end_transaction();
     let mut e = env();
     e.rcpts.clear();
     s.mail_from(&e).await;
     let out = s.data(&env(), Arc::new(MSG.as_bytes().to_vec())).await;
-    assert_eq!(out.decision, Decision::Quarantine("suspicious sender".into()), "mail-from runs again");
+    assert_eq!(
+        out.decision,
+        Decision::Quarantine("suspicious sender".into()),
+        "mail-from runs again"
+    );
 }
 
 // ------------------------------------------------------- scores, headers
@@ -387,7 +478,10 @@ fn thresholds() -> ScoreThresholds {
 async fn scores_are_summed_and_thresholds_applied() {
     let tag = plugin_or_skip!("tag-score.wasm");
     // Below every threshold: only the summary header.
-    let set = load(&[cfg("t1", &tag, json!({"weight": 1.5})), cfg("t2", &tag, json!({"weight": 2.0}))]);
+    let set = load(&[
+        cfg("t1", &tag, json!({"weight": 1.5})),
+        cfg("t2", &tag, json!({"weight": 2.0})),
+    ]);
     let mut s = set.session(conn());
     let out = transaction(&mut s, MSG).await;
     assert_eq!(out.score, 3.5);
@@ -395,12 +489,19 @@ async fn scores_are_summed_and_thresholds_applied() {
     assert_eq!(out.symbols[0].plugin, "t1");
     assert!(!out.junk);
     assert_eq!(out.decision, Decision::Continue);
-    assert_eq!(header(&out, "X-Poczta-Score"), Some("3.5 (TAGGED=1.5, TAGGED=2.0)"));
+    assert_eq!(
+        header(&out, "X-Poczta-Score"),
+        Some("3.5 (TAGGED=1.5, TAGGED=2.0)")
+    );
     assert_eq!(header(&out, "X-Spam-Flag"), None);
     assert_eq!(s.deliver(&env(), "b@example.test").await, Folder::Inbox);
 
     // add_header (5) but not junk (6).
-    let set = load_with(&[cfg("t", &tag, json!({"weight": 5.5}))], thresholds(), services());
+    let set = load_with(
+        &[cfg("t", &tag, json!({"weight": 5.5}))],
+        thresholds(),
+        services(),
+    );
     let mut s = set.session(conn());
     let out = transaction(&mut s, MSG).await;
     assert!(!out.junk);
@@ -408,7 +509,11 @@ async fn scores_are_summed_and_thresholds_applied() {
     assert_eq!(header(&out, "X-Spam-Flag"), Some("NO"));
 
     // junk.
-    let set = load_with(&[cfg("t", &tag, json!({"weight": 7.5}))], thresholds(), services());
+    let set = load_with(
+        &[cfg("t", &tag, json!({"weight": 7.5}))],
+        thresholds(),
+        services(),
+    );
     let mut s = set.session(conn());
     let out = transaction(&mut s, MSG).await;
     assert!(out.junk);
@@ -421,10 +526,17 @@ async fn scores_are_summed_and_thresholds_applied() {
     let set = load_with(&[cfg("t", &tag, json!({"weight": 20}))], thresholds(), services());
     let mut s = set.session(conn());
     let out = transaction(&mut s, MSG).await;
-    assert_eq!(out.decision, Decision::Reject(reply(550, "5.7.1", "Message rejected as spam (score 20.0)")));
+    assert_eq!(
+        out.decision,
+        Decision::Reject(reply(550, "5.7.1", "Message rejected as spam (score 20.0)"))
+    );
 
     // Thresholds switched off.
-    let off = ScoreThresholds { add_header: None, junk: None, reject: None };
+    let off = ScoreThresholds {
+        add_header: None,
+        junk: None,
+        reject: None,
+    };
     let set = load_with(&[cfg("t", &tag, json!({"weight": 20}))], off, services());
     let mut s = set.session(conn());
     let out = transaction(&mut s, MSG).await;
@@ -439,10 +551,17 @@ async fn headers_added_and_removed() {
     let set = load(&[cfg("t", &tag, json!({}))]);
     let mut s = set.session(conn());
     let out = transaction(&mut s, MSG).await;
-    assert_eq!(out.add_headers[0], ("X-Poczta-Tagged".to_string(), "yes".to_string()));
+    assert_eq!(
+        out.add_headers[0],
+        ("X-Poczta-Tagged".to_string(), "yes".to_string())
+    );
     assert!(out.add_headers.last().is_some_and(|(n, _)| n == "X-Poczta-Score"));
     for name in ["x-remove-me", "x-spam-flag", "x-spam-score"] {
-        assert!(out.remove_headers.contains(&name.to_string()), "{name} in {:?}", out.remove_headers);
+        assert!(
+            out.remove_headers.contains(&name.to_string()),
+            "{name} in {:?}",
+            out.remove_headers
+        );
     }
 
     // Without plugins: nothing added, untrusted headers still stripped.
@@ -466,13 +585,20 @@ async fn notes_are_shared_within_a_transaction_only() {
     let mut a = state::new_store(&set.plugins[0], Arc::clone(&txn), 1, true);
     let mut b = state::new_store(&set.plugins[1], Arc::clone(&txn), 1, true);
     a.data_mut().set_note("spf".into(), "pass".into()).unwrap();
-    assert_eq!(b.data_mut().get_note("spf".into()).unwrap().as_deref(), Some("pass"));
+    assert_eq!(
+        b.data_mut().get_note("spf".into()).unwrap().as_deref(),
+        Some("pass")
+    );
     b.data_mut().add_symbol("B".into(), 2.0, "".into()).unwrap();
     assert_eq!(a.data_mut().score().unwrap(), 2.0);
     // Invalid requests are ignored, not stored.
     a.data_mut().add_header("Bad Name".into(), "x".into()).unwrap();
-    a.data_mut().add_header("X-Ok".into(), "a\r\nBcc: evil@example".into()).unwrap();
-    a.data_mut().add_symbol("NAN".into(), f64::NAN, "".into()).unwrap();
+    a.data_mut()
+        .add_header("X-Ok".into(), "a\r\nBcc: evil@example".into())
+        .unwrap();
+    a.data_mut()
+        .add_symbol("NAN".into(), f64::NAN, "".into())
+        .unwrap();
     let data = state::lock(&txn).clone();
     assert!(data.add_headers.is_empty());
     assert_eq!(data.symbols.len(), 1);
@@ -485,7 +611,11 @@ async fn notes_are_shared_within_a_transaction_only() {
 
 // ----------------------------------------------------- failures, limits
 
-async fn hostile(file: &str, on_error: OnError, memory: usize) -> Option<(DataOutcome, Vec<(String, String, String)>, Captured)> {
+async fn hostile(
+    file: &str,
+    on_error: OnError,
+    memory: usize,
+) -> Option<(DataOutcome, Vec<(String, String, String)>, Captured)> {
     let path = dist(file)?;
     let tag = dist("tag-score.wasm")?;
     let mut h = PluginConfig::new("hostile", &path);
@@ -499,7 +629,10 @@ async fn hostile(file: &str, on_error: OnError, memory: usize) -> Option<(DataOu
     // A second transaction on the same session works (fresh instances).
     s.end_transaction();
     let again = transaction(&mut s, MSG).await;
-    assert_eq!(again.decision, out.decision, "second transaction behaves the same");
+    assert_eq!(
+        again.decision, out.decision,
+        "second transaction behaves the same"
+    );
     Some((out, failures, logs))
 }
 
@@ -509,17 +642,38 @@ async fn check_hostile(file: &str, memory: usize, want_cause: &str) {
     };
     assert_eq!(out.decision, tempfail_default(), "{file} with on_error=tempfail");
     assert_eq!(failures.len(), 1, "{failures:?}");
-    assert_eq!((failures[0].0.as_str(), failures[0].1.as_str()), ("hostile", "headers"));
-    assert!(failures[0].2.contains(want_cause), "{file}: cause {:?}, want {want_cause:?}", failures[0].2);
-    let warn = logs.lines().into_iter().find(|l| l.contains("plugin failed")).expect("a warn line");
-    assert!(warn.starts_with("WARN") && warn.contains("plugin=hostile") && warn.contains("hook=headers") && warn.contains(want_cause), "{warn}");
+    assert_eq!(
+        (failures[0].0.as_str(), failures[0].1.as_str()),
+        ("hostile", "headers")
+    );
+    assert!(
+        failures[0].2.contains(want_cause),
+        "{file}: cause {:?}, want {want_cause:?}",
+        failures[0].2
+    );
+    let warn = logs
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("plugin failed"))
+        .expect("a warn line");
+    assert!(
+        warn.starts_with("WARN")
+            && warn.contains("plugin=hostile")
+            && warn.contains("hook=headers")
+            && warn.contains(want_cause),
+        "{warn}"
+    );
 
     let Some((out, failures, _)) = hostile(file, OnError::Continue, memory).await else {
         return;
     };
     assert_eq!(out.decision, Decision::Continue, "{file} with on_error=continue");
     assert_eq!(failures.len(), 1);
-    assert_eq!(header(&out, "X-Poczta-Tagged"), Some("yes"), "the next plugin still ran");
+    assert_eq!(
+        header(&out, "X-Poczta-Tagged"),
+        Some("yes"),
+        "the next plugin still ran"
+    );
 }
 
 #[tokio::test]
@@ -564,21 +718,31 @@ async fn error_result_keeps_policy_and_repeated_failures_stop_running() {
     let f = s.failures();
     assert_eq!(f.len(), 5);
     assert!(f[0].2.contains("db down"), "{f:?}");
-    assert!(f[4].2.contains("not run"), "after 3 failures the plugin is skipped: {f:?}");
+    assert!(
+        f[4].2.contains("not run"),
+        "after 3 failures the plugin is skipped: {f:?}"
+    );
 
     let set = load(&[cfg("v", &path, json!({"helo": "trap"}))]);
     let mut s = set.session(conn());
     assert_eq!(s.helo("a").await, tempfail_default());
     // A later hook in the same scope gets a fresh instance.
     assert_eq!(s.helo("b").await, tempfail_default());
-    assert!(s.failures().iter().all(|f| f.2.starts_with("trap")), "{:?}", s.failures());
+    assert!(
+        s.failures().iter().all(|f| f.2.starts_with("trap")),
+        "{:?}",
+        s.failures()
+    );
 }
 
 #[tokio::test]
 async fn hostile_flood_is_rate_limited() {
     let path = plugin_or_skip!("hostile-flood.wasm");
     let mut c = PluginConfig::new("flood", &path);
-    c.grants = Grants { kv: true, ..Grants::default() };
+    c.grants = Grants {
+        kv: true,
+        ..Grants::default()
+    };
     // Long enough to finish 200,000 host calls in a debug build: this test
     // is about the log limit and kv quota, not the deadline.
     c.timeout = Duration::from_secs(30);
@@ -588,9 +752,17 @@ async fn hostile_flood_is_rate_limited() {
     let out = transaction(&mut s, MSG).await;
     assert_eq!(out.decision, Decision::Continue, "{:?}", s.failures());
     let guest_lines = logs.count("poczta::plugin::guest");
-    assert_eq!(guest_lines, state::MAX_LOG_LINES_PER_CALL as usize, "guest log lines kept");
+    assert_eq!(
+        guest_lines,
+        state::MAX_LOG_LINES_PER_CALL as usize,
+        "guest log lines kept"
+    );
     assert_eq!(logs.count("log lines dropped"), 1);
-    assert!(logs.lines().iter().any(|l| l.contains("dropped=99900")), "{:?}", logs.lines().iter().rev().take(3).collect::<Vec<_>>());
+    assert!(
+        logs.lines().iter().any(|l| l.contains("dropped=99900")),
+        "{:?}",
+        logs.lines().iter().rev().take(3).collect::<Vec<_>>()
+    );
 
     // With the default deadline it may or may not finish; either way the
     // host answers and the next transaction works.
@@ -620,9 +792,20 @@ async fn kv_counts_across_transactions_and_dns_answers() {
     let dns = FakeDns::start(&[("example.test", Ipv4Addr::new(192, 0, 2, 7))]).await;
     let kv = Arc::new(MemoryKv::new());
     let mut c = PluginConfig::new("counter", &path);
-    c.grants = Grants { kv: true, dns: true, assets: false };
+    c.grants = Grants {
+        kv: true,
+        dns: true,
+        assets: false,
+    };
     c.timeout = Duration::from_secs(2);
-    let set = load_with(&[c], thresholds(), Services { kv: kv.clone(), dns: dns.resolver() });
+    let set = load_with(
+        &[c],
+        thresholds(),
+        Services {
+            kv: kv.clone(),
+            dns: dns.resolver(),
+        },
+    );
     let mut s = set.session(conn());
     let first = transaction(&mut s, MSG).await;
     s.end_transaction();
@@ -631,7 +814,10 @@ async fn kv_counts_across_transactions_and_dns_answers() {
     assert_eq!(header(&second, "X-Poczta-Count"), Some("2"));
     assert_eq!(header(&first, "X-Poczta-Dns"), Some("192.0.2.7"));
     // Namespaced by config name, stored as decimal text.
-    assert_eq!(kv.get("counter", "messages", 0).unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(
+        kv.get("counter", "messages", 0).unwrap().as_deref(),
+        Some(&b"2"[..])
+    );
     assert_eq!(kv.get("other", "messages", 0).unwrap(), None);
 }
 
@@ -639,7 +825,11 @@ async fn kv_counts_across_transactions_and_dns_answers() {
 async fn dns_failure_is_a_host_error_not_a_plugin_failure() {
     let path = plugin_or_skip!("kv-counter.wasm");
     let mut c = PluginConfig::new("counter", &path);
-    c.grants = Grants { kv: true, dns: true, assets: false };
+    c.grants = Grants {
+        kv: true,
+        dns: true,
+        assets: false,
+    };
     c.timeout = Duration::from_secs(2);
     let set = load(&[c]);
     let mut s = set.session(conn());
@@ -739,7 +929,10 @@ impl FakeDns {
 #[test]
 fn compile_cache_is_used_and_survives_corruption() {
     let tag = plugin_or_skip!("tag-score.wasm");
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let dir = std::env::temp_dir().join(format!("poczta-cache-test-{}-{nanos}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let plugins = [PluginConfig::new("t", &tag)];
@@ -753,7 +946,10 @@ fn compile_cache_is_used_and_survives_corruption() {
         .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
         .collect();
     assert_eq!(cwasm.len(), 1, "one .cwasm in {}", dir.display());
-    assert!(cwasm[0].file_name().unwrap().to_string_lossy().contains('-'), "<sha256>-<engine hash>.cwasm");
+    assert!(
+        cwasm[0].file_name().unwrap().to_string_lossy().contains('-'),
+        "<sha256>-<engine hash>.cwasm"
+    );
 
     // A new runtime (a restart) loads from the cache without compiling.
     let rt2 = Runtime::new(Some(dir.clone())).unwrap();
@@ -791,7 +987,13 @@ async fn python_plugin_runs_headers() {
     let out = transaction(&mut s, MSG).await;
     assert_eq!(out.decision, Decision::Continue, "{:?}", s.failures());
     assert_eq!(header(&out, "X-Poczta-Python"), Some("seen"));
-    assert_eq!(out.symbols.iter().map(|s| (s.name.as_str(), s.weight)).collect::<Vec<_>>(), vec![("PY_SUBJECT_TAG", 2.0)]);
+    assert_eq!(
+        out.symbols
+            .iter()
+            .map(|s| (s.name.as_str(), s.weight))
+            .collect::<Vec<_>>(),
+        vec![("PY_SUBJECT_TAG", 2.0)]
+    );
     // No match: nothing added.
     let mut s = set.session(conn());
     let out = transaction(&mut s, &MSG.replace("hello python", "hello")).await;
@@ -819,7 +1021,14 @@ fn runner_check_reports_the_plugin() {
     assert_eq!(report.name, "tag-score");
     assert_eq!(report.hooks, vec!["headers"]);
     assert_eq!(report.wit_package, "poczta:plugin@0.1.0");
-    assert!(report.imports.iter().any(|i| i.starts_with("poczta:plugin/transaction")), "{:?}", report.imports);
+    assert!(
+        report
+            .imports
+            .iter()
+            .any(|i| i.starts_with("poczta:plugin/transaction")),
+        "{:?}",
+        report.imports
+    );
     assert!(report.to_string().contains("targets: poczta:plugin@0.1.0"));
 }
 
@@ -832,7 +1041,9 @@ async fn runner_run_produces_contract_json() {
         to: vec!["b@example.test".into(), "c@example.test".into()],
         ip: "192.0.2.1".parse().unwrap(),
         helo: "client.example.net".into(),
-        config_json: json!({"rcpt": {"redirect": ["x@example.test"]}, "body": {"reject": [554, "5.7.1", "no"]}}).to_string(),
+        config_json:
+            json!({"rcpt": {"redirect": ["x@example.test"]}, "body": {"reject": [554, "5.7.1", "no"]}})
+                .to_string(),
         grants: Grants::ALL,
         kv: Arc::new(MemoryKv::new()),
         dns: dead_resolver(),
@@ -840,14 +1051,22 @@ async fn runner_run_produces_contract_json() {
     let report = runner::run(runtime(), &path, opts).await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(v["verdict"], "reject");
-    assert_eq!(v["reply"], json!({"code": 554, "enhanced": "5.7.1", "text": "no"}));
+    assert_eq!(
+        v["reply"],
+        json!({"code": 554, "enhanced": "5.7.1", "text": "no"})
+    );
     assert_eq!(v["score"], 0.0);
     assert!(v["symbols"].as_array().unwrap().is_empty());
     let hooks: Vec<(String, String)> = v["hooks"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| (h["hook"].as_str().unwrap().to_string(), h["verdict"].as_str().unwrap().to_string()))
+        .map(|h| {
+            (
+                h["hook"].as_str().unwrap().to_string(),
+                h["verdict"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let want: Vec<(String, String)> = [
         ("connect", "continue"),
@@ -863,7 +1082,10 @@ async fn runner_run_produces_contract_json() {
     .collect();
     assert_eq!(hooks, want);
     assert!(v["headers_added"].is_array());
-    assert!(report.to_string().contains("verdict: reject (554 5.7.1 no)"), "{report}");
+    assert!(
+        report.to_string().contains("verdict: reject (554 5.7.1 no)"),
+        "{report}"
+    );
 
     // tag-score: only headers runs; the summary header is reported.
     let tag = plugin_or_skip!("tag-score.wasm");
@@ -882,7 +1104,11 @@ async fn runner_run_produces_contract_json() {
     assert_eq!(report.verdict, "continue");
     assert_eq!(report.hooks.len(), 1);
     assert_eq!(report.symbols[0].name, "TAGGED");
-    assert!(report.headers_added.contains(&("X-Poczta-Tagged".into(), "yes".into())));
+    assert!(
+        report
+            .headers_added
+            .contains(&("X-Poczta-Tagged".into(), "yes".into()))
+    );
 }
 
 // ----------------------------------------------------------- measurement
@@ -905,7 +1131,11 @@ async fn measure_fresh_instance_per_hook() {
         start.elapsed() / 1000
     };
     println!("message parse (20 headers): {parse:?}");
-    for (file, n) in [("tag-score.wasm", 3000), ("py-subject-tag.wasm", 400), ("js-header-tag.wasm", 400)] {
+    for (file, n) in [
+        ("tag-score.wasm", 3000),
+        ("py-subject-tag.wasm", 400),
+        ("js-header-tag.wasm", 400),
+    ] {
         let Some(path) = dist(file) else { continue };
         let mut c = PluginConfig::new("m", &path);
         c.timeout = Duration::from_secs(5);
@@ -925,6 +1155,8 @@ async fn measure_fresh_instance_per_hook() {
         times.sort();
         let median = times[times.len() / 2];
         let p90 = times[times.len() * 9 / 10];
-        println!("{file}: fresh instance + headers (20 headers), data() median {median:?}, p90 {p90:?}, n={n}");
+        println!(
+            "{file}: fresh instance + headers (20 headers), data() median {median:?}, p90 {p90:?}, n={n}"
+        );
     }
 }

@@ -152,7 +152,11 @@ pub fn decision(v: Verdict, hook: Hook, mut warn: impl FnMut(String)) -> Decisio
 
 fn reason_or_default(reason: &str) -> String {
     let reason = clean_line(reason, MAX_REASON);
-    if reason.is_empty() { "quarantined by policy".into() } else { reason }
+    if reason.is_empty() {
+        "quarantined by policy".into()
+    } else {
+        reason
+    }
 }
 
 /// Validates redirect targets: not empty, at most [`MAX_REDIRECTS`], each a
@@ -163,13 +167,18 @@ pub fn redirect_targets(list: Vec<String>) -> Result<Vec<String>, String> {
         return Err("redirect with an empty list".into());
     }
     if list.len() > MAX_REDIRECTS {
-        return Err(format!("redirect to {} addresses (max {MAX_REDIRECTS})", list.len()));
+        return Err(format!(
+            "redirect to {} addresses (max {MAX_REDIRECTS})",
+            list.len()
+        ));
     }
     let mut out: Vec<String> = Vec::with_capacity(list.len());
     for addr in list {
         let addr = addr.trim().to_string();
         let ok = addr.len() <= 320
-            && !addr.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+            && !addr
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
             && matches!(addr.rsplit_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty());
         if !ok {
             return Err(format!("invalid redirect address {:?}", truncate(&addr, 80)));
@@ -227,9 +236,16 @@ pub fn score_action(symbols: &[Symbol], thresholds: &ScoreThresholds, summary: b
             .unwrap_or_default();
         headers.push((
             "X-Spam-Status".to_string(),
-            format!("{}, score={}{required}", if junk { "Yes" } else { "No" }, fmt_score(score)),
+            format!(
+                "{}, score={}{required}",
+                if junk { "Yes" } else { "No" },
+                fmt_score(score)
+            ),
         ));
-        headers.push(("X-Spam-Flag".to_string(), if junk { "YES" } else { "NO" }.to_string()));
+        headers.push((
+            "X-Spam-Flag".to_string(),
+            if junk { "YES" } else { "NO" }.to_string(),
+        ));
     }
     if summary {
         let list: Vec<String> = symbols
@@ -248,7 +264,14 @@ pub fn score_action(symbols: &[Symbol], thresholds: &ScoreThresholds, summary: b
         enhanced: "5.7.1".into(),
         text: format!("Message rejected as spam (score {})", fmt_score(score)),
     });
-    (score, ScoreAction { junk, reject, headers })
+    (
+        score,
+        ScoreAction {
+            junk,
+            reject,
+            headers,
+        },
+    )
 }
 
 /// Whether a plugin may add a header with this name: RFC 5322 field-name
@@ -285,12 +308,16 @@ pub fn valid_header_value(value: &str) -> Result<(), String> {
 pub fn valid_symbol(name: &str, weight: f64) -> Result<(), String> {
     if name.is_empty()
         || name.len() > 64
-        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
     {
         return Err(format!("invalid symbol name {:?}", truncate(name, 80)));
     }
     if !weight.is_finite() || weight.abs() > 1000.0 {
-        return Err(format!("symbol {name}: weight {weight} is not a finite number within ±1000"));
+        return Err(format!(
+            "symbol {name}: weight {weight} is not a finite number within ±1000"
+        ));
     }
     Ok(())
 }
@@ -310,11 +337,17 @@ mod tests {
     #[test]
     fn reply_outside_class_gets_class_default() {
         let mut warnings = Vec::new();
-        let r = validate_reply(reply(250, "2.0.0", "ok"), ReplyClass::Reject, |w| warnings.push(w));
+        let r = validate_reply(reply(250, "2.0.0", "ok"), ReplyClass::Reject, |w| {
+            warnings.push(w)
+        });
         assert_eq!((r.code, r.enhanced.as_str()), (550, "5.7.1"));
-        let r = validate_reply(reply(550, "5.7.1", "x"), ReplyClass::Tempfail, |w| warnings.push(w));
+        let r = validate_reply(reply(550, "5.7.1", "x"), ReplyClass::Tempfail, |w| {
+            warnings.push(w)
+        });
         assert_eq!((r.code, r.enhanced.as_str()), (451, "4.7.1"));
-        let r = validate_reply(reply(450, "4.7.1", "x"), ReplyClass::Disconnect, |w| warnings.push(w));
+        let r = validate_reply(reply(450, "4.7.1", "x"), ReplyClass::Disconnect, |w| {
+            warnings.push(w)
+        });
         assert_eq!((r.code, r.enhanced.as_str()), (421, "4.7.0"));
         let r = validate_reply(reply(599, "", "x"), ReplyClass::Reject, |w| warnings.push(w));
         assert_eq!(r.code, 550, "x9x is not a reply code");
@@ -324,11 +357,25 @@ mod tests {
     #[test]
     fn valid_replies_are_kept_and_cleaned() {
         let mut warnings = Vec::new();
-        let r = validate_reply(reply(554, "5.7.0", "go\r\naway\x07 "), ReplyClass::Reject, |w| warnings.push(w));
-        assert_eq!(r, PluginReply { code: 554, enhanced: "5.7.0".into(), text: "goaway".into() });
+        let r = validate_reply(reply(554, "5.7.0", "go\r\naway\x07 "), ReplyClass::Reject, |w| {
+            warnings.push(w)
+        });
+        assert_eq!(
+            r,
+            PluginReply {
+                code: 554,
+                enhanced: "5.7.0".into(),
+                text: "goaway".into()
+            }
+        );
         let r = validate_reply(reply(421, "", ""), ReplyClass::Disconnect, |w| warnings.push(w));
-        assert_eq!((r.code, r.enhanced.as_str(), r.text.as_str()), (421, "4.7.0", "Closing connection"));
-        let r = validate_reply(reply(553, "5.1.3", "bad"), ReplyClass::Disconnect, |w| warnings.push(w));
+        assert_eq!(
+            (r.code, r.enhanced.as_str(), r.text.as_str()),
+            (421, "4.7.0", "Closing connection")
+        );
+        let r = validate_reply(reply(553, "5.1.3", "bad"), ReplyClass::Disconnect, |w| {
+            warnings.push(w)
+        });
         assert_eq!(r.code, 553);
         assert!(warnings.is_empty(), "{warnings:?}");
     }
@@ -340,7 +387,9 @@ mod tests {
         assert_eq!(r.enhanced, "5.7.1");
         let r = validate_reply(reply(451, "4.7", "x"), ReplyClass::Tempfail, |w| warnings.push(w));
         assert_eq!(r.enhanced, "4.7.1");
-        let r = validate_reply(reply(451, "4.1234.1", "x"), ReplyClass::Tempfail, |w| warnings.push(w));
+        let r = validate_reply(reply(451, "4.1234.1", "x"), ReplyClass::Tempfail, |w| {
+            warnings.push(w)
+        });
         assert_eq!(r.enhanced, "4.7.1");
         assert_eq!(warnings.len(), 3);
     }
@@ -348,7 +397,9 @@ mod tests {
     #[test]
     fn discard_outside_data_hooks_rejects() {
         assert_eq!(decision(Verdict::Discard, Hook::Body, |_| {}), Decision::Discard);
-        assert!(matches!(decision(Verdict::Discard, Hook::Rcpt, |_| {}), Decision::Reject(r) if r.code == 550));
+        assert!(
+            matches!(decision(Verdict::Discard, Hook::Rcpt, |_| {}), Decision::Reject(r) if r.code == 550)
+        );
         assert_eq!(
             decision(Verdict::Quarantine(" \r\n".into()), Hook::Headers, |_| {}),
             Decision::Quarantine("quarantined by policy".into())
@@ -392,12 +443,18 @@ mod tests {
         let (score, a) = score_action(&[sym("A", 2.0), sym("B", 2.5)], &t, true);
         assert_eq!(score, 4.5);
         assert!(!a.junk && a.reject.is_none());
-        assert_eq!(a.headers, vec![("X-Poczta-Score".into(), "4.5 (A=2.0, B=2.5)".into())]);
+        assert_eq!(
+            a.headers,
+            vec![("X-Poczta-Score".into(), "4.5 (A=2.0, B=2.5)".into())]
+        );
 
         let (_, a) = score_action(&[sym("A", 5.5)], &t, true);
         assert!(!a.junk);
         let names: Vec<&str> = a.headers.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["X-Spam-Score", "X-Spam-Status", "X-Spam-Flag", "X-Poczta-Score"]);
+        assert_eq!(
+            names,
+            ["X-Spam-Score", "X-Spam-Status", "X-Spam-Flag", "X-Poczta-Score"]
+        );
         assert_eq!(a.headers[1].1, "No, score=5.5 required=6.0");
         assert_eq!(a.headers[2].1, "NO");
 
@@ -408,9 +465,16 @@ mod tests {
 
         let (_, a) = score_action(&[sym("A", 10.0), sym("B", 5.0)], &t, true);
         let r = a.reject.unwrap();
-        assert_eq!((r.code, r.enhanced.as_str(), r.text.as_str()), (550, "5.7.1", "Message rejected as spam (score 15.0)"));
+        assert_eq!(
+            (r.code, r.enhanced.as_str(), r.text.as_str()),
+            (550, "5.7.1", "Message rejected as spam (score 15.0)")
+        );
 
-        let off = ScoreThresholds { add_header: None, junk: None, reject: None };
+        let off = ScoreThresholds {
+            add_header: None,
+            junk: None,
+            reject: None,
+        };
         let (_, a) = score_action(&[sym("A", 100.0)], &off, false);
         assert!(!a.junk && a.reject.is_none() && a.headers.is_empty());
     }

@@ -183,13 +183,13 @@ async fn store_message(envelope: Envelope, data: Vec<u8>, peer: SocketAddr, shar
         ReversePath::Path(a) => a.to_string(),
     };
     let rcpts = users.join(",");
+
     let result = shared
         .store
         .commit(Write::Deliver {
             id,
             data: stored,
-            users,
-            folder: Folder::Inbox,
+            users: users.into_iter().map(|u| (u, Folder::Inbox)).collect(),
         })
         .await;
     match result {

@@ -21,6 +21,7 @@ use redb::{Database, Durability, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
 use super::schema::{self, Folder};
+
 use super::{StoreError, kv, mailbox};
 
 /// Most requests in one transaction: bounds the latency of the last waiter.
@@ -39,10 +40,9 @@ pub enum Write {
         id: u64,
         /// The bytes as they will be retrieved.
         data: Vec<u8>,
-        /// Lower-cased user addresses (deduplicated by the committer).
-        users: Vec<String>,
-        /// The folder for every user.
-        folder: Folder,
+        /// Lower-cased user addresses and the folder for each (a user named
+        /// twice gets one entry, in the first folder given).
+        users: Vec<(String, Folder)>,
     },
     /// Set a plugin key-value entry (`expires` unix secs, 0 = never).
     KvSet {
@@ -212,14 +212,9 @@ pub fn apply(db: &Database, writes: &[&Write]) -> Result<Vec<Outcome>, StoreErro
         let mut kv = kv::KvTable::open(&txn)?;
         for w in writes {
             outcomes.push(match w {
-                Write::Deliver {
-                    id,
-                    data,
-                    users,
-                    folder,
-                } => {
+                Write::Deliver { id, data, users } => {
                     high_water = high_water.max(*id + 1);
-                    let entries = t.deliver(*id, data, users, *folder)?;
+                    let entries = t.deliver(*id, data, users)?;
                     Outcome::Delivered { entries }
                 }
                 Write::Expunge { user, uids } => Outcome::Expunged {

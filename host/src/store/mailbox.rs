@@ -49,12 +49,14 @@ impl<'txn> Tables<'txn> {
         &mut self,
         id: u64,
         data: &[u8],
-        users: &[String],
-        folder: Folder,
+        users: &[(String, Folder)],
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut distinct: Vec<&String> = users.iter().collect();
-        distinct.sort();
-        distinct.dedup();
+        let mut distinct: Vec<&(String, Folder)> = Vec::with_capacity(users.len());
+        for u in users {
+            if !distinct.iter().any(|d| d.0 == u.0) {
+                distinct.push(u);
+            }
+        }
         if distinct.is_empty() {
             return Ok(Vec::new());
         }
@@ -62,13 +64,13 @@ impl<'txn> Tables<'txn> {
         self.refs.insert(id, distinct.len() as u32)?;
         let size = data.len() as u64;
         let mut entries = Vec::with_capacity(distinct.len());
-        for user in distinct {
+        for (user, folder) in distinct {
             let (epoch, uid) = match self.meta.get(user.as_str())? {
                 Some(v) => v.value(),
                 None => (crate::clock::unix_micros(), 1),
             };
             self.mailboxes
-                .insert((user.as_str(), uid), (id, size, folder as u8))?;
+                .insert((user.as_str(), uid), (id, size, *folder as u8))?;
             self.meta.insert(user.as_str(), (epoch, uid + 1))?;
             entries.push((user.clone(), uid));
         }
@@ -174,8 +176,7 @@ mod tests {
         Write::Deliver {
             id,
             data: data.to_vec(),
-            users: users.iter().map(|s| s.to_string()).collect(),
-            folder: Folder::Inbox,
+            users: users.iter().map(|s| (s.to_string(), Folder::Inbox)).collect(),
         }
     }
 
@@ -187,7 +188,7 @@ mod tests {
         assert_eq!(
             out,
             vec![Outcome::Delivered {
-                entries: vec![("a@x".into(), 1), ("b@x".into(), 1)]
+                entries: vec![("a@x".into(), 1), ("b@x".into(), 1)],
             }]
         );
         assert_eq!(super::super::message_count(&db).unwrap(), 1);
@@ -243,5 +244,26 @@ mod tests {
             super::super::meta_value(&db, schema::META_NEXT_MESSAGE_ID).unwrap(),
             Some(12)
         );
+    }
+}
+
+#[cfg(test)]
+mod folder_tests {
+    use super::super::committer::{Write, apply};
+    use super::*;
+
+    #[test]
+    fn each_user_gets_their_folder_and_pop3_sees_only_the_inbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = super::super::open_database(&dir.path().join("f.redb")).unwrap();
+        let w = Write::Deliver {
+            id: 1,
+            data: b"m".to_vec(),
+            users: vec![("a@x".into(), Folder::Quarantine), ("b@x".into(), Folder::Inbox)],
+        };
+        apply(&db, &[&w]).unwrap();
+        assert!(list(&db, "a@x", Folder::Inbox).unwrap().entries.is_empty());
+        assert_eq!(list(&db, "a@x", Folder::Quarantine).unwrap().entries.len(), 1);
+        assert_eq!(list(&db, "b@x", Folder::Inbox).unwrap().entries.len(), 1);
     }
 }

@@ -36,9 +36,12 @@ fn host_error(e: DnsError) -> HostError {
 }
 
 fn parse_ip(ip: &str) -> Result<IpAddr, HostError> {
-    ip.trim()
-        .parse()
-        .map_err(|_| HostError::Failed(format!("invalid IP address {:?}", crate::plugin::verdict::truncate(ip, 64))))
+    ip.trim().parse().map_err(|_| {
+        HostError::Failed(format!(
+            "invalid IP address {:?}",
+            crate::plugin::verdict::truncate(ip, 64)
+        ))
+    })
 }
 
 fn texts<T: ToString>(list: Vec<T>) -> Vec<String> {
@@ -110,6 +113,10 @@ impl Host for PluginState {
             Ok(ip) => ip,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(dns.dnsbl_within(ip, &zone, left).await.map(texts).map_err(host_error))
+        Ok(dns
+            .dnsbl_within(ip, &zone, left)
+            .await
+            .map(texts)
+            .map_err(host_error))
     }
 }

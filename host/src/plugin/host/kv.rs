@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::host::unix_now;
+use crate::plugin::KvBackend;
 use crate::plugin::bindings::poczta::plugin::kv::{Host, HostError};
 use crate::plugin::state::{MAX_KV_PER_CALL, PluginState};
-use crate::plugin::KvBackend;
 
 /// Longest key (bytes).
 pub const MAX_KV_KEY: usize = 512;
@@ -32,16 +32,27 @@ impl PluginState {
         if key.is_empty() || key.len() > MAX_KV_KEY {
             return Err(HostError::Failed(format!("key must be 1..={MAX_KV_KEY} bytes")));
         }
-        Ok((Arc::clone(&self.plugin.services.kv), self.plugin.name.clone(), self.remaining()))
+        Ok((
+            Arc::clone(&self.plugin.services.kv),
+            self.plugin.name.clone(),
+            self.remaining(),
+        ))
     }
 }
 
 fn expiry(ttl_secs: u64) -> u64 {
-    if ttl_secs == 0 { 0 } else { unix_now().saturating_add(ttl_secs) }
+    if ttl_secs == 0 {
+        0
+    } else {
+        unix_now().saturating_add(ttl_secs)
+    }
 }
 
 /// Runs a backend operation within the time left in the hook call.
-async fn bounded<T>(left: Duration, op: crate::plugin::BoxFuture<'static, Result<T, String>>) -> Result<T, HostError> {
+async fn bounded<T>(
+    left: Duration,
+    op: crate::plugin::BoxFuture<'static, Result<T, String>>,
+) -> Result<T, HostError> {
     match tokio::time::timeout(left, op).await {
         Err(_) => Err(HostError::Timeout),
         Ok(result) => result.map_err(HostError::Failed),
@@ -63,7 +74,9 @@ impl Host for PluginState {
             Err(e) => return Ok(Err(e)),
         };
         if value.len() > MAX_KV_VALUE {
-            return Ok(Err(HostError::Failed(format!("value larger than {MAX_KV_VALUE} bytes"))));
+            return Ok(Err(HostError::Failed(format!(
+                "value larger than {MAX_KV_VALUE} bytes"
+            ))));
         }
         Ok(bounded(left, kv.set(&ns, &key, value, expiry(ttl_secs))).await)
     }

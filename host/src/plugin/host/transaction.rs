@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 
+use crate::plugin::Symbol;
 use crate::plugin::bindings::poczta::plugin::transaction::Host;
 use crate::plugin::state::{
     self, MAX_HEADERS_PER_PLUGIN, MAX_NOTE_KEY, MAX_NOTE_VALUE, MAX_NOTES, MAX_REMOVALS_PER_PLUGIN,
     MAX_SYMBOLS_PER_PLUGIN, PluginState,
 };
 use crate::plugin::verdict::{clean_line, valid_header_name, valid_header_value, valid_symbol};
-use crate::plugin::Symbol;
 
 /// Longest symbol description kept.
 const MAX_DESCRIPTION: usize = 200;
@@ -29,10 +29,16 @@ impl Host for PluginState {
         }
         let txn = Arc::clone(&self.txn);
         let mut data = state::lock(&txn);
-        let mine = data.add_headers.iter().filter(|(p, _, _)| *p == self.plugin.name).count();
+        let mine = data
+            .add_headers
+            .iter()
+            .filter(|(p, _, _)| *p == self.plugin.name)
+            .count();
         if mine >= MAX_HEADERS_PER_PLUGIN {
             drop(data);
-            self.warn(&format!("add-header ignored: more than {MAX_HEADERS_PER_PLUGIN} headers"));
+            self.warn(&format!(
+                "add-header ignored: more than {MAX_HEADERS_PER_PLUGIN} headers"
+            ));
             return Ok(());
         }
         data.add_headers.push((self.plugin.name.clone(), name, value));
@@ -42,7 +48,10 @@ impl Host for PluginState {
     fn remove_header(&mut self, name: String) -> wasmtime::Result<()> {
         let name = name.trim().to_ascii_lowercase();
         if name.is_empty() || name.len() > 76 || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
-            self.warn(&format!("remove-header ignored: invalid name {:?}", crate::plugin::verdict::truncate(&name, 80)));
+            self.warn(&format!(
+                "remove-header ignored: invalid name {:?}",
+                crate::plugin::verdict::truncate(&name, 80)
+            ));
             return Ok(());
         }
         let txn = Arc::clone(&self.txn);
@@ -50,10 +59,16 @@ impl Host for PluginState {
         if data.remove_headers.iter().any(|(_, n)| *n == name) {
             return Ok(());
         }
-        let mine = data.remove_headers.iter().filter(|(p, _)| *p == self.plugin.name).count();
+        let mine = data
+            .remove_headers
+            .iter()
+            .filter(|(p, _)| *p == self.plugin.name)
+            .count();
         if mine >= MAX_REMOVALS_PER_PLUGIN {
             drop(data);
-            self.warn(&format!("remove-header ignored: more than {MAX_REMOVALS_PER_PLUGIN} names"));
+            self.warn(&format!(
+                "remove-header ignored: more than {MAX_REMOVALS_PER_PLUGIN} names"
+            ));
             return Ok(());
         }
         data.remove_headers.push((self.plugin.name.clone(), name));
@@ -68,10 +83,16 @@ impl Host for PluginState {
         }
         let txn = Arc::clone(&self.txn);
         let mut data = state::lock(&txn);
-        let mine = data.symbols.iter().filter(|s| s.plugin == self.plugin.name).count();
+        let mine = data
+            .symbols
+            .iter()
+            .filter(|s| s.plugin == self.plugin.name)
+            .count();
         if mine >= MAX_SYMBOLS_PER_PLUGIN {
             drop(data);
-            self.warn(&format!("add-symbol ignored: more than {MAX_SYMBOLS_PER_PLUGIN} symbols"));
+            self.warn(&format!(
+                "add-symbol ignored: more than {MAX_SYMBOLS_PER_PLUGIN} symbols"
+            ));
             return Ok(());
         }
         data.symbols.push(Symbol {

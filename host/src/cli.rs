@@ -14,7 +14,8 @@ data in ./poczta-data). Add a mailbox with `poczta user add alice@localhost`.\n\
 Logging: set RUST_LOG (e.g. RUST_LOG=debug); logs go to stderr.")]
 pub struct Cli {
     /// Config file (TOML). Without it, the embedded default is used.
-    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    /// (`serve` also takes it after the command: `poczta serve --config FILE`.)
+    #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -28,11 +29,62 @@ pub enum Command {
     ///
     /// Logs go to stderr. On SIGTERM/SIGINT the server stops accepting,
     /// finishes the sessions in flight (bounded by server.shutdown_timeout)
-    /// and exits 0.
-    Serve,
+    /// and exits 0. SIGHUP reloads the plugins (as does changing a plugin
+    /// file or the config file).
+    Serve {
+        /// Config file (TOML). Without it, the embedded default is used.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Manage mailbox users (works whether or not the server is running).
     #[command(subcommand)]
     User(UserCommand),
+    /// Inspect and try out WebAssembly plugins without a server.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+/// `poczta plugin …`
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Check that FILE is a Poczta plugin: prints its name, version, hooks
+    /// and the WIT package it targets; exits 2 with the reason if not.
+    Check {
+        /// The component (.wasm).
+        file: PathBuf,
+    },
+    /// Run a plugin's hooks on a message, as the server would, and print
+    /// the verdicts, the headers it adds and the score. Every capability is
+    /// granted; the key-value store is in memory.
+    Run(PluginRunArgs),
+}
+
+/// Arguments of `poczta plugin run`.
+#[derive(Debug, Args)]
+pub struct PluginRunArgs {
+    /// The component (.wasm).
+    pub file: PathBuf,
+    /// The message (RFC 5322 .eml file).
+    #[arg(long, value_name = "FILE")]
+    pub eml: PathBuf,
+    /// Envelope sender (empty for the null sender).
+    #[arg(long, default_value = "sender@example.org", value_name = "ADDR")]
+    pub from: String,
+    /// Envelope recipient; repeat for several.
+    #[arg(long, value_name = "ADDR", default_values_t = vec!["rcpt@example.test".to_string()])]
+    pub to: Vec<String>,
+    /// Client IP address.
+    #[arg(long, default_value = "192.0.2.1")]
+    pub ip: std::net::IpAddr,
+    /// HELO/EHLO name.
+    #[arg(long, default_value = "client.example.org")]
+    pub helo: String,
+    /// The plugin's config, as JSON (what `config = {…}` gives it in the server).
+    #[arg(long = "config", value_name = "JSON", default_value = "{}")]
+    pub plugin_config: String,
+    /// Print one JSON object instead of a human-readable report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `poczta user …`

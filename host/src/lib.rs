@@ -19,13 +19,18 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod dns;
 pub mod headers;
 pub mod listener;
+pub mod plugin;
+pub mod policy;
 pub mod pop3;
+pub mod sasl;
 pub mod server;
 pub mod shared;
 pub mod smtp;
 pub mod store;
+pub mod tls;
 
 pub use config::{Config, ConfigError};
 pub use server::{ServerError, run};

@@ -12,7 +12,7 @@ use clap::Parser;
 use poczta::Config;
 use poczta::store::{self, StoreError, users};
 
-use cli::{Cli, Command, PasswordArgs, UserCommand};
+use cli::{Cli, Command, PasswordArgs, PluginCommand, PluginRunArgs, UserCommand};
 
 /// An error that maps to exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +33,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("poczta: {e:#}");
-            if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<poczta::ConfigError>().is_some() {
+            let plugin_config = matches!(
+                e.downcast_ref::<poczta::ServerError>(),
+                Some(poczta::ServerError::Plugins(_))
+            );
+            if plugin_config
+                || e.downcast_ref::<UsageError>().is_some()
+                || e.downcast_ref::<poczta::ConfigError>().is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
@@ -43,14 +50,75 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = match &cli.config {
+    if let Command::Plugin(cmd) = cli.command {
+        return plugin(cmd);
+    }
+    let path = match &cli.command {
+        Command::Serve { config: Some(p) } => Some(p.clone()),
+        _ => cli.config.clone(),
+    };
+    let config = match &path {
         Some(path) => Config::load(path)?,
         None => Config::embedded_default(),
     };
     match cli.command {
-        Command::Serve => serve(config),
+        Command::Serve { .. } => serve(config),
         Command::User(cmd) => user(config, cmd),
+        Command::Plugin(_) => unreachable!("handled above"),
     }
+}
+
+fn plugin(cmd: PluginCommand) -> anyhow::Result<()> {
+    use poczta::plugin::{self, Runtime};
+    let runtime = Runtime::new(None)?;
+    match cmd {
+        PluginCommand::Check { file } => {
+            let report = plugin::runner::check(&runtime, &file)
+                .map_err(|e| UsageError(format!("{}: not a usable plugin: {e}", file.display())))?;
+            println!("{report}");
+        }
+        PluginCommand::Run(args) => {
+            let report = plugin_run(&runtime, args)?;
+            print!("{report}");
+        }
+    }
+    Ok(())
+}
+
+fn plugin_run(runtime: &poczta::plugin::Runtime, args: PluginRunArgs) -> anyhow::Result<String> {
+    use poczta::plugin::{Grants, MemoryKv, runner};
+    let eml = std::fs::read(&args.eml)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", args.eml.display())))?;
+    serde_json::from_str::<serde_json::Value>(&args.plugin_config)
+        .map_err(|e| UsageError(format!("--config is not JSON: {e}")))?;
+    let dns = std::sync::Arc::new(poczta::dns::Resolver::new(
+        &poczta::dns::ResolverConfig::default(),
+    )?);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt
+        .block_on(runner::run(
+            runtime,
+            &args.file,
+            runner::RunOptions {
+                eml,
+                from: args.from,
+                to: args.to,
+                ip: args.ip,
+                helo: args.helo,
+                config_json: args.plugin_config,
+                grants: Grants::ALL,
+                kv: std::sync::Arc::new(MemoryKv::new()),
+                dns,
+            },
+        ))
+        .map_err(|e| UsageError(format!("{}: {e}", args.file.display())))?;
+    Ok(if args.json {
+        format!("{}\n", report.to_json())
+    } else {
+        report.to_string()
+    })
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

@@ -18,6 +18,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::listener::{self, Admission, Kind};
+use crate::plugin::{Runtime, Services};
+use crate::policy;
 use crate::shared::Shared;
 use crate::store::{self, Store, StoreError};
 
@@ -27,6 +29,12 @@ pub enum ServerError {
     /// The store could not be opened.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The plugins of the config do not load.
+    #[error("{0}")]
+    Plugins(#[from] crate::plugin::PluginError),
+    /// The DNS resolver could not be set up.
+    #[error("{0}")]
+    Dns(#[from] crate::dns::DnsError),
     /// A listening address could not be bound.
     #[error("cannot listen on {addr} ({kind}): {source}")]
     Bind {
@@ -47,7 +55,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .await
         .map_err(|_| StoreError::Closed)??;
     let (store, committer) = Store::start(db)?;
-    let shared = Arc::new(Shared::new(config.clone(), store));
+
+    let resolver = Arc::new(crate::dns::Resolver::new(&crate::dns::ResolverConfig {
+        nameservers: config.dns.nameservers.clone(),
+        timeout: config.dns.timeout,
+        ..Default::default()
+    })?);
+    let services = Services {
+        kv: policy::StoreKv::new(store.clone()),
+        dns: resolver,
+    };
+    let runtime = Arc::new(Runtime::new(Some(config.plugin_cache_dir.clone()))?);
+    let plugins = policy::load(runtime.clone(), &config, services.clone()).await?;
+    policy::log_set(&plugins);
+    let shared = Arc::new(Shared::new(config.clone(), store, plugins));
     let admission = Admission::new(
         config.limits.max_connections,
         config.limits.max_connections_per_ip,
@@ -80,6 +101,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             )));
         }
     }
+    let reloader = tokio::spawn(policy::reloader(
+        shared.clone(),
+        runtime.clone(),
+        services,
+        stop_rx.clone(),
+    ));
     tracing::info!(
         hostname = %config.hostname,
         domains = %config.domains.join(","),
@@ -94,6 +121,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     for l in listeners {
         let _ = l.await;
     }
+    let _ = reloader.await;
     tracker.close();
     if tokio::time::timeout(config.shutdown_timeout, tracker.wait())
         .await

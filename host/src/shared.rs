@@ -5,7 +5,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
+
 use crate::config::Config;
+use crate::plugin::PluginSet;
 use crate::store::Store;
 
 /// What every connection task may reach.
@@ -14,6 +17,9 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// The store (reads + the committer channel).
     pub store: Store,
+    /// The plugin set; hot reload swaps it whole. A transaction takes a
+    /// snapshot (`load_full`) at MAIL FROM and keeps it to the end.
+    pub plugins: ArcSwap<PluginSet>,
     /// Maildrops held by a POP3 session (RFC 1939 §8: exclusive access).
     maildrop_locks: Mutex<HashSet<String>>,
     /// Recent failed logins per client IP, for the slowdown.
@@ -27,10 +33,11 @@ const MAX_FAILURE_DELAY: Duration = Duration::from_secs(10);
 
 impl Shared {
     /// Builds the shared state.
-    pub fn new(config: Arc<Config>, store: Store) -> Self {
+    pub fn new(config: Arc<Config>, store: Store, plugins: PluginSet) -> Self {
         Shared {
             config,
             store,
+            plugins: ArcSwap::from_pointee(plugins),
             maildrop_locks: Mutex::new(HashSet::new()),
             login_failures: Mutex::new(HashMap::new()),
         }

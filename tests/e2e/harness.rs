@@ -47,9 +47,13 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "[server]\nhostname = \"mx.example.test\"\ndata_dir = \"{}\"\ndomains = [\"example.test\", \"other.test\"]\nshutdown_timeout = \"5s\"\n\n\
+                "[server]\nhostname = \"mx.example.test\"\ndata_dir = \"{}\"\ndomains = [\"example.test\", \"other.test\"]\nshutdown_timeout = \"5s\"\n\
+                 plugin_cache_dir = \"{}\"\n\n\
                  [smtp]\nlisten = [\"{smtp}\"]\n[submission]\nlisten = [\"{submission}\"]\n[pop3]\nlisten = [\"{pop3}\"]\n\n{extra}\n",
-                data.display()
+                data.display(),
+                // Shared by every test: Python and JavaScript components take
+                // tens of seconds to compile; the cache makes that once per run.
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache").display()
             ),
         )
         .unwrap();
@@ -101,10 +105,12 @@ impl Server {
     fn spawn(&mut self) {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).unwrap();
+        // The CONTRACT form `poczta serve --config FILE` (the CLI tests use
+        // the `poczta --config FILE serve` form).
         let child = Command::new(POCZTA)
+            .arg("serve")
             .arg("--config")
             .arg(&self.config)
-            .arg("serve")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -394,4 +400,55 @@ pub fn strip_trace_headers(msg: &[u8]) -> &[u8] {
             return rest;
         }
     }
+}
+
+/// A built example plugin (`plugins/build` puts them in plugins/dist).
+pub fn plugin(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/dist")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run plugins/build (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+/// A `[[plugins]]` TOML entry for an example plugin.
+pub fn plugin_entry(name: &str, file: &str, extra: &str) -> String {
+    format!(
+        "[[plugins]]\nname = \"{name}\"\npath = \"{}\"\n{extra}\n",
+        plugin(file).display()
+    )
+}
+
+/// Sends one message with the given subject; returns the final reply line
+/// (or the first refusal).
+pub fn try_send(addr: SocketAddr, to: &str, subject: &str) -> String {
+    let (mut c, g) = Raw::connect(addr);
+    if !g.starts_with("220") {
+        return g;
+    }
+    for cmd in [
+        "EHLO client.test",
+        "MAIL FROM:<s@remote.test>",
+        &format!("RCPT TO:<{to}>"),
+    ] {
+        let r = c.cmd(cmd);
+        if !r.starts_with("250") {
+            return r;
+        }
+    }
+    let r = c.cmd("DATA");
+    if !r.starts_with("354") {
+        return r;
+    }
+    c.send(
+        format!("Subject: {subject}\r\nX-Remove-Me: yes\r\nX-Spam-Flag: forged\r\n\r\nbody\r\n.\r\n")
+            .as_bytes(),
+    );
+    let r = c.reply();
+    c.send(b"QUIT\r\n");
+    r
 }

@@ -9,6 +9,8 @@ mod harness;
 mod cli;
 /// Crash safety: kill -9 after 250, disconnects mid-DATA.
 mod crash;
+/// The plugin runtime end to end.
+mod plugins;
 /// POP3 retrieval, deletion rules, locking, login failures.
 mod pop3;
 /// SMTP acceptance, limits, hostile input, concurrency.

@@ -100,6 +100,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// The config file, when there is one: watched for hot reload.
     pub path: Option<PathBuf>,
+    /// Where compiled plugins are cached (default `<data_dir>/plugin-cache`).
+    pub plugin_cache_dir: PathBuf,
 }
 
 /// One `[[plugins]]` entry.
@@ -399,14 +401,20 @@ impl Config {
             timeout: duration("dns.timeout", &raw.dns.timeout, DEFAULT_DNS_TIMEOUT)?,
         };
 
+        let data_dir = PathBuf::from(raw.server.data_dir.trim());
+        let plugin_cache_dir = match &raw.server.plugin_cache_dir {
+            Some(d) => base.join(d.trim()),
+            None => data_dir.join("plugin-cache"),
+        };
         Ok(Config {
+            plugin_cache_dir,
             plugins,
             scores,
             dns,
             path: None,
             origin: origin.to_owned(),
             hostname,
-            data_dir: PathBuf::from(raw.server.data_dir.trim()),
+            data_dir,
             domains,
             smtp_listen,
             submission_listen,

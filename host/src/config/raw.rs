@@ -63,6 +63,7 @@ pub(super) struct RawServer {
     pub data_dir: String,
     pub domains: Vec<String>,
     pub shutdown_timeout: Option<DurationValue>,
+    pub plugin_cache_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -150,7 +150,7 @@ pub fn load(runtime: &Runtime, cfg: &PluginConfig, services: &Services) -> Resul
     loaded.info_version = info.1;
     loaded.hooks = info.2;
     tracing::info!(
-        plugin = %loaded.name, name = %loaded.info_name, version = %loaded.info_version,
+        plugin = %loaded.name, path = %loaded.path.display(), name = %loaded.info_name, version = %loaded.info_version,
         hooks = ?loaded.hooks.iter().map(|h| h.as_str()).collect::<Vec<_>>(), "plugin loaded"
     );
     Ok(loaded)

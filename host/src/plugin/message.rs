@@ -176,10 +176,8 @@ fn top_headers(raw: &[u8], msg: &Message<'_>) -> Vec<HeaderField> {
         .filter_map(|h| {
             let field = raw.get(h.offset_field as usize..h.offset_start as usize)?;
             let value = raw.get(h.offset_start as usize..h.offset_end as usize)?;
-            let name = String::from_utf8_lossy(field)
-                .trim_end_matches(':')
-                .trim()
-                .to_string();
+            let name = String::from_utf8_lossy(field);
+            let name = name.trim_end_matches(':').trim().to_string();
             if name.is_empty() {
                 return None;
             }
@@ -197,11 +195,19 @@ fn top_headers(raw: &[u8], msg: &Message<'_>) -> Vec<HeaderField> {
 fn unfold(value: &[u8]) -> String {
     // Inside one field every line break is followed by white space (or is
     // the final one), so dropping CR and LF is exactly unfolding.
-    let text: String = String::from_utf8_lossy(value)
-        .chars()
-        .filter(|&c| c != '\r' && c != '\n')
+    let start = value
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(value.len());
+    let mut bytes: Vec<u8> = value[start..]
+        .iter()
+        .copied()
+        .filter(|&b| b != b'\r' && b != b'\n')
         .collect();
-    text.trim_start().trim_end_matches([' ', '\t']).to_string()
+    while bytes.last().is_some_and(|&b| b == b' ' || b == b'\t') {
+        bytes.pop();
+    }
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// RFC 2047-decodes an unstructured header value.
@@ -329,7 +335,7 @@ mod tests {
 
     const MIME: &str = "From: =?utf-8?q?J=C3=B6rg?= <j@example.test>\r\n\
 Subject: =?utf-8?b?WmHFvMOzxYLEhw==?=\r\n\
- continued\r\n\
+\x20continued\r\n\
 X-Spam-Flag: YES\r\n\
 x-poczta-score: 99\r\n\
 MIME-Version: 1.0\r\n\
@@ -339,7 +345,7 @@ Content-Type: multipart/mixed; boundary=\"b1\"\r\n\
 Content-Type: text/plain; charset=iso-8859-2\r\n\
 Content-Transfer-Encoding: quoted-printable\r\n\
 \r\n\
-Za=BFó=B3=E6\r\n\
+Za=BF=F3=B3=E6\r\n\
 --b1\r\n\
 Content-Type: application/pdf; name=\"a.pdf\"\r\n\
 Content-Disposition: attachment; filename=\"a.pdf\"\r\n\

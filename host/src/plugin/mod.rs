@@ -190,8 +190,11 @@ pub trait KvBackend: Send + Sync + 'static {
 /// An in-memory [`KvBackend`] (tests, `plugin run`).
 #[derive(Debug, Default)]
 pub struct MemoryKv {
-    map: std::sync::Mutex<std::collections::HashMap<(String, String), (Vec<u8>, u64)>>,
+    map: std::sync::Mutex<KvMap>,
 }
+
+/// (plugin, key) → (value, expiry in unix seconds, 0 = never).
+type KvMap = std::collections::HashMap<(String, String), (Vec<u8>, u64)>;
 
 impl MemoryKv {
     /// An empty store.
@@ -199,7 +202,7 @@ impl MemoryKv {
         MemoryKv::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), (Vec<u8>, u64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KvMap> {
         // A panic while holding this lock cannot leave the map half-written
         // (every operation is a single insert/remove), so poison is ignored.
         self.map.lock().unwrap_or_else(|p| p.into_inner())

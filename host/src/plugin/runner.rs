@@ -9,6 +9,7 @@
 //! edits, as text or as the CONTRACT JSON.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -168,14 +169,14 @@ impl RunReport {
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for h in &self.hooks {
-            write!(f, "{:<10} {:<11}", h.hook, h.verdict)?;
+            let mut line = format!("{:<10} {:<11}", h.hook, h.verdict);
             if let Some(r) = &h.rcpt {
-                write!(f, " {r}")?;
+                line.push_str(r);
             }
             if let Some(c) = &h.cause {
-                write!(f, " ({c})")?;
+                let _ = write!(line, " ({c})");
             }
-            writeln!(f)?;
+            writeln!(f, "{}", line.trim_end())?;
         }
         if !self.symbols.is_empty() {
             writeln!(f, "symbols:")?;

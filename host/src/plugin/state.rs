@@ -145,11 +145,6 @@ impl WasiView for PluginState {
 }
 
 impl PluginState {
-    /// The plugin's config name.
-    pub fn name(&self) -> &str {
-        &self.plugin.name
-    }
-
     /// The hook name for logs.
     pub fn hook_name(&self) -> &'static str {
         self.hook.map(Hook::as_str).unwrap_or("describe")

@@ -224,7 +224,8 @@ pub struct ScoreAction {
 /// Applies `thresholds` to `symbols`. `summary`: whether to write the
 /// `X-Poczta-Score` header.
 pub fn score_action(symbols: &[Symbol], thresholds: &ScoreThresholds, summary: bool) -> (f64, ScoreAction) {
-    let score: f64 = symbols.iter().map(|s| s.weight).sum();
+    // `+ 0.0` turns the empty sum's -0.0 into 0.0.
+    let score: f64 = symbols.iter().map(|s| s.weight).sum::<f64>() + 0.0;
     let at = |t: Option<f64>| t.is_some_and(|t| score >= t);
     let junk = at(thresholds.junk);
     let mut headers = Vec::new();

@@ -47,6 +47,11 @@ pub async fn handle<S>(
                     let _ = flush(&mut stream, &mut out).await;
                     break 'conn;
                 }
+                // Not offered until TLS is wired (tls_available is off).
+                Event::StartTls => {
+                    let _ = flush(&mut stream, &mut out).await;
+                    break 'conn;
+                }
             }
             // A RETR of a big message should not wait for the next read.
             if out.len() >= READ_CHUNK && flush(&mut stream, &mut out).await.is_err() {

@@ -2,15 +2,15 @@
 //!
 //! Supported extensions: CAPA and response codes (RFC 2449), SASL AUTH with
 //! the PLAIN mechanism (RFC 5034, RFC 4616), AUTH-RESP-CODE (RFC 3206),
-//! TOP, UIDL and PIPELINING. APOP is refused; STLS (RFC 2595) is announced
-//! when the driver can offer it but not yet implemented.
+//! TOP, UIDL, PIPELINING and STLS (RFC 2595). APOP is refused.
 //!
 //! This module is sans-IO: it parses bytes and produces bytes and requests,
-//! and owns no socket, clock or store. A driver feeds it what it reads,
-//! writes what it is told to, performs its [`Ask`]s against the store and
-//! enforces timeouts. That split keeps every protocol decision testable
-//! byte for byte, and lets the driver change (tokio, tests, fuzzing)
-//! without touching the protocol.
+//! and owns no socket, clock, store or TLS library (TLS is one event,
+//! [`Event::StartTls`]; SASL decoding is the pure [`crate::sasl`]). A
+//! driver feeds it what it reads, writes what it is told to, performs its
+//! [`Ask`]s against the store and enforces timeouts. That split keeps
+//! every protocol decision testable byte for byte, and lets the driver
+//! change (tokio, tests, fuzzing) without touching the protocol.
 //!
 //! - [`command`]: one command line to a [`Command`].
 //! - [`response`]: [`Response`] and message serialisation.

@@ -4,30 +4,27 @@
 //! driver [`feed`](Session::feed)s it bytes, [`poll`](Session::poll)s it for
 //! [`Event`]s, performs each [`Ask`] and hands the result back through
 //! [`answer`](Session::answer).
+//!
+//! STLS (RFC 2595 §4) is an [`Event::StartTls`] after `+OK Begin TLS
+//! negotiation`: the session drops whatever was pipelined behind the STLS
+//! line (plaintext a man in the middle could have injected, CVE-2011-0411),
+//! reads nothing until the driver reports the handshake with
+//! [`Session::tls_established`], and from then on allows clear-text
+//! passwords. A POP3S connection (port 995) starts secure with
+//! [`SessionConfig::implicit_tls`].
 
 use std::collections::VecDeque;
 use std::fmt;
 
-use base64::Engine as _;
-use base64::alphabet;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-
 use super::command::{Command, parse_command};
 use super::response::{Response, write_message};
+use crate::sasl::{self, SaslError};
 
 /// The name in the greeting, the sign-off and CAPA's IMPLEMENTATION line.
 const SERVER_NAME: &str = "Poczta";
 
 /// The one SASL mechanism on offer.
 const PLAIN: &str = "PLAIN";
-
-/// Base64 for SASL responses. RFC 5034 asks for padded base64, but some
-/// clients drop the padding; accepting both lets no invalid credential
-/// through, since PLAIN's structure is checked after decoding anyway.
-const SASL_BASE64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 /// Per-connection limits and policy, set by the driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,13 +41,20 @@ pub struct SessionConfig {
     /// [`Event::Close`]. Failed logins count, which bounds password guesses
     /// per connection. 0 behaves like 1.
     pub max_errors: u32,
-    /// Whether USER/PASS and AUTH PLAIN are offered. The driver sets it when
-    /// the connection is on loopback or under TLS, or when the
-    /// configuration explicitly allows clear-text passwords.
+    /// Whether USER/PASS and AUTH PLAIN are offered on a connection that
+    /// is not under TLS. The driver sets it when the connection is on
+    /// loopback, or when the configuration explicitly allows clear-text
+    /// passwords. Under TLS (STLS or `implicit_tls`) they are always
+    /// offered.
     pub plaintext_allowed: bool,
-    /// Whether the driver could upgrade this connection with STLS
-    /// (RFC 2595). When set, CAPA lists STLS until the connection is secure.
+    /// Whether the driver can upgrade this connection with STLS
+    /// (RFC 2595). When set, CAPA lists STLS and STLS is accepted until the
+    /// connection is secure.
     pub tls_available: bool,
+    /// The connection is under TLS from its first byte (POP3S, port 995,
+    /// RFC 8314 §3.3): secure from the start, STLS never offered. The
+    /// driver runs the handshake before sending the greeting.
+    pub implicit_tls: bool,
 }
 
 impl Default for SessionConfig {
@@ -62,6 +66,7 @@ impl Default for SessionConfig {
             max_errors: 10,
             plaintext_allowed: false,
             tls_available: false,
+            implicit_tls: false,
         }
     }
 }
@@ -87,6 +92,11 @@ pub enum Event {
     /// Perform this request, then call [`Session::answer`]. The session
     /// makes no progress until it is answered.
     Ask(Ask),
+    /// Flush the `+OK` written before it, run the server side of a TLS
+    /// handshake on the connection, then call
+    /// [`Session::tls_established`]; `poll` returns `None` and `feed` drops
+    /// its bytes until then. If the handshake fails, close the connection.
+    StartTls,
     /// Close the connection once everything written so far is flushed.
     /// Unless a [`Ask::Commit`] preceded it, no deletion is applied and the
     /// driver only releases the maildrop lock, if it holds one.
@@ -107,6 +117,7 @@ impl fmt::Debug for Event {
                 .field(&format_args!("<{} bytes>", bytes.len()))
                 .finish(),
             Event::Ask(ask) => f.debug_tuple("Ask").field(ask).finish(),
+            Event::StartTls => f.write_str("StartTls"),
             Event::Close => f.write_str("Close"),
         }
     }
@@ -221,10 +232,11 @@ pub struct Session {
     errors: u32,
     retrieved: u32,
     deleted: u32,
-    /// Whether the connection is under TLS. Always false until STLS is
-    /// implemented; CAPA and STLS already consult it so that the upgrade
-    /// only has to set it.
+    /// Whether the connection is under TLS (after STLS, or implicit).
     secure: bool,
+    /// [`Event::StartTls`] was queued and the handshake is not reported
+    /// yet: nothing is read meanwhile.
+    starting_tls: bool,
 }
 
 /// RFC 1939's states, each holding the data that only exists in it.
@@ -443,42 +455,12 @@ impl LineReader {
     }
 }
 
-/// Why an AUTH PLAIN response was refused.
-enum PlainError {
-    Malformed,
-    AuthzidMismatch,
-}
-
-/// Decodes an RFC 4616 PLAIN message, `[authzid] NUL authcid NUL passwd`,
-/// into the user and password.
-fn decode_plain(encoded: &[u8]) -> Result<(String, String), PlainError> {
-    let decoded = SASL_BASE64.decode(encoded).map_err(|_| PlainError::Malformed)?;
-    let mut parts = decoded.split(|&b| b == 0);
-    let (Some(authzid), Some(authcid), Some(password), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(PlainError::Malformed);
-    };
-    let utf8 = |bytes| std::str::from_utf8(bytes).map_err(|_| PlainError::Malformed);
-    let (authzid, user, password) = (utf8(authzid)?, utf8(authcid)?, utf8(password)?);
-    // The user name ends up in logs; USER already refuses control
-    // characters, and base64 must not be a way around that.
-    if user.is_empty() || password.is_empty() || user.bytes().any(|b| b.is_ascii_control()) {
-        return Err(PlainError::Malformed);
-    }
-    // Acting as another user is not supported: the store has no notion of
-    // proxy rights, so only "as myself" is accepted.
-    if !authzid.is_empty() && authzid != user {
-        return Err(PlainError::AuthzidMismatch);
-    }
-    Ok((user.to_owned(), password.to_owned()))
-}
-
 impl Session {
     /// A session in AUTHORIZATION, before the greeting is sent.
     pub fn new(config: SessionConfig) -> Session {
         Session {
             input: LineReader::new(config.max_line_length),
+            secure: config.implicit_tls,
             config,
             state: State::Authorization(Auth::Idle),
             events: VecDeque::new(),
@@ -486,7 +468,7 @@ impl Session {
             errors: 0,
             retrieved: 0,
             deleted: 0,
-            secure: false,
+            starting_tls: false,
         }
     }
 
@@ -496,11 +478,38 @@ impl Session {
         Response::ok(format!("{SERVER_NAME} POP3 server ready"))
     }
 
-    /// Adds bytes read from the client. Ignored once the session is closed.
+    /// Adds bytes read from the client. Ignored once the session is closed,
+    /// and between [`Event::StartTls`] and
+    /// [`tls_established`](Self::tls_established): bytes then can only be
+    /// plaintext sent before the handshake, which STLS must not let through.
     pub fn feed(&mut self, bytes: &[u8]) {
-        if !self.is_closed() {
+        if !self.is_closed() && !self.starting_tls {
             self.input.feed(bytes);
         }
+    }
+
+    /// The TLS handshake that [`Event::StartTls`] asked for succeeded. The
+    /// session stays in AUTHORIZATION with nothing buffered and nothing
+    /// remembered of the client (RFC 2595 §4), clear-text passwords are now
+    /// accepted, and CAPA no longer lists STLS. Call it before feeding
+    /// anything read over TLS. Ignored once the session is closed.
+    pub fn tls_established(&mut self) {
+        debug_assert!(
+            self.starting_tls || self.is_closed(),
+            "tls_established without Event::StartTls"
+        );
+        if self.is_closed() {
+            return;
+        }
+        self.starting_tls = false;
+        self.secure = true;
+        self.input.clear();
+        self.state = State::Authorization(Auth::Idle);
+    }
+
+    /// Whether the connection is under TLS (after STLS, or implicit).
+    pub fn is_secure(&self) -> bool {
+        self.secure
     }
 
     /// The next thing the driver must do, or `None` when the session needs
@@ -515,7 +524,7 @@ impl Session {
             if let Some(event) = self.events.pop_front() {
                 return Some(event);
             }
-            if self.is_closed() || self.awaiting_answer() {
+            if self.is_closed() || self.awaiting_answer() || self.starting_tls {
                 return None;
             }
             let line = self.input.next_line()?;
@@ -711,7 +720,7 @@ impl Session {
     /// states, so the list does not depend on the state.
     fn capabilities(&self) -> Response {
         let mut lines = vec!["TOP", "UIDL"];
-        if self.config.plaintext_allowed {
+        if self.plaintext_ok() {
             lines.extend(["USER", "SASL PLAIN"]);
         }
         lines.extend(["RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]);
@@ -729,8 +738,14 @@ impl Session {
         }
     }
 
+    /// Whether passwords may be sent now: under TLS, or where the driver
+    /// allowed them in clear.
+    fn plaintext_ok(&self) -> bool {
+        self.secure || self.config.plaintext_allowed
+    }
+
     fn authorization_command(&mut self, command: Command) {
-        let plaintext = self.config.plaintext_allowed;
+        let plaintext = self.plaintext_ok();
         match command {
             Command::Quit => self.close_with(Response::ok(format!("{SERVER_NAME} POP3 server signing off"))),
             Command::User(_) | Command::Pass(_) | Command::Auth { .. } if !plaintext => {
@@ -789,17 +804,22 @@ impl Session {
     }
 
     fn stls(&mut self) {
-        // The upgrade, when it comes, answers "+OK Begin TLS negotiation",
-        // emits a StartTls event, and must drop any input buffered behind
-        // the STLS line: commands pipelined before the handshake were sent
-        // in clear and could have been injected (the STARTTLS injection
-        // flaw, CVE-2011-0411). `secure` is then set and CAPA drops STLS.
-        let text = if self.secure {
-            "Already using TLS"
-        } else {
-            "TLS not available"
-        };
-        self.respond(Response::err(text));
+        if self.secure {
+            return self.respond(Response::err("Already using TLS"));
+        }
+        if !self.config.tls_available {
+            return self.respond(Response::err("TLS not available"));
+        }
+        // A USER given in clear is forgotten: the client starts over under
+        // TLS (RFC 2595 §4).
+        self.state = State::Authorization(Auth::Idle);
+        self.respond(Response::ok("Begin TLS negotiation"));
+        self.events.push_back(Event::StartTls);
+        self.starting_tls = true;
+        // Commands pipelined behind STLS were sent in clear and could have
+        // been injected by a man in the middle, to be run as if sent under
+        // TLS (CVE-2011-0411): they are dropped unread.
+        self.input.clear();
     }
 
     fn ask_login(&mut self, user: String, password: String) {
@@ -818,15 +838,15 @@ impl Session {
     }
 
     fn sasl_plain(&mut self, encoded: &[u8]) {
-        match decode_plain(encoded) {
-            Ok((user, password)) => self.ask_login(user, password),
-            Err(PlainError::Malformed) => {
-                self.respond(Response::err_with_code("AUTH", "Malformed SASL PLAIN response"))
-            }
-            Err(PlainError::AuthzidMismatch) => self.respond(Response::err_with_code(
+        match sasl::decode_base64(encoded).and_then(|decoded| sasl::decode_plain(&decoded)) {
+            Ok(credentials) => self.ask_login(credentials.username, credentials.password),
+            Err(SaslError::AuthzidMismatch) => self.respond(Response::err_with_code(
                 "AUTH",
                 "Authorization identity must be empty or match the user",
             )),
+            Err(SaslError::BadBase64 | SaslError::Malformed | SaslError::Cancelled) => {
+                self.respond(Response::err_with_code("AUTH", "Malformed SASL PLAIN response"))
+            }
         }
     }
 
@@ -933,6 +953,7 @@ mod tests {
     const CAPA_OPEN: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN\r\n\
                              RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION Poczta\r\n.\r\n";
     const REFUSED: &str = "-ERR [AUTH] Plaintext authentication requires TLS\r\n";
+    const STLS_OK: &str = "+OK Begin TLS negotiation\r\n";
     const AUTH_FAILED: &str = "-ERR [AUTH] Authentication failed\r\n";
     const MALFORMED: &str = "-ERR [AUTH] Malformed SASL PLAIN response\r\n";
     /// base64("\0alice\0secret")
@@ -950,6 +971,13 @@ mod tests {
             plaintext_allowed: true,
             max_errors: 100,
             ..SessionConfig::default()
+        }
+    }
+
+    fn open_with_tls() -> SessionConfig {
+        SessionConfig {
+            tls_available: true,
+            ..open()
         }
     }
 
@@ -998,10 +1026,13 @@ mod tests {
         S(String),
         /// The session asks this, and the driver answers that.
         A(Ask, Answer),
+        /// The session asked for a TLS handshake, which the driver
+        /// completes.
+        Tls,
         /// The session has closed.
         Closed,
     }
-    use Step::{A, Closed};
+    use Step::{A, Closed, Tls};
 
     fn c(text: &str) -> Step {
         Step::C(text.as_bytes().to_vec())
@@ -1032,6 +1063,8 @@ mod tests {
         asked: Vec<Ask>,
         /// An Ask met while collecting output, not yet checked.
         pending: Option<Ask>,
+        /// A StartTls met while collecting output, not yet checked.
+        starttls: bool,
         closed: bool,
     }
 
@@ -1044,6 +1077,7 @@ mod tests {
                 out,
                 asked: Vec::new(),
                 pending: None,
+                starttls: false,
                 closed: false,
             }
         }
@@ -1059,6 +1093,11 @@ mod tests {
                         assert_eq!(self.session.poll(), None, "poll during {ask:?}");
                         self.asked.push(ask.clone());
                         self.pending = Some(ask);
+                    }
+                    Event::StartTls => {
+                        assert!(!self.starttls, "two StartTls outstanding");
+                        assert_eq!(self.session.poll(), None, "poll during the handshake");
+                        self.starttls = true;
                     }
                     Event::Close => {
                         assert!(self.session.is_closed());
@@ -1087,6 +1126,12 @@ mod tests {
                     assert_eq!(driver.pending.take(), Some(ask), "{name}: step {i}");
                     driver.session.answer(answer);
                 }
+                Tls => {
+                    driver.pump();
+                    assert!(driver.starttls, "{name}: step {i}: no StartTls");
+                    driver.starttls = false;
+                    driver.session.tls_established();
+                }
                 Closed => {
                     driver.pump();
                     assert!(driver.closed, "{name}: step {i}: not closed");
@@ -1096,6 +1141,7 @@ mod tests {
         driver.pump();
         assert_eq!(driver.take_output(), "", "{name}: unchecked output");
         assert_eq!(driver.pending, None, "{name}: unchecked Ask");
+        assert!(!driver.starttls, "{name}: unchecked StartTls");
         driver
     }
 
@@ -1424,19 +1470,181 @@ mod tests {
                 ],
             ),
             (
-                "TLS available lists STLS, which is not implemented yet",
+                "TLS available lists STLS until it is used",
+                tls.clone(),
+                vec![
+                    s(GREETING),
+                    c("CAPA\r\n"),
+                    s(with_stls),
+                    c("STLS\r\n"),
+                    s(STLS_OK),
+                    Tls,
+                    c("CAPA\r\n"),
+                    s(CAPA_OPEN),
+                ],
+            ),
+            (
+                "not listed in TRANSACTION once secure",
                 tls,
                 vec![
                     s(GREETING),
-                    c("CAPA\r\nSTLS\r\n"),
-                    s(&format!("{with_stls}-ERR TLS not available\r\n")),
+                    c("STLS\r\n"),
+                    s(STLS_OK),
+                    Tls,
                     c("USER alice\r\nPASS secret\r\n"),
                     A(login("alice", "secret"), Answer::LoginOk(mailbox())),
                     c("CAPA\r\n"),
-                    s(&format!("+OK send PASS\r\n{LOGGED_IN}{with_stls}")),
+                    s(&format!("+OK send PASS\r\n{LOGGED_IN}{CAPA_OPEN}")),
                 ],
             ),
         ]);
+    }
+
+    /// A connection that needs TLS before passwords, with STLS offered.
+    fn stls_only() -> SessionConfig {
+        SessionConfig {
+            tls_available: true,
+            max_errors: 100,
+            ..SessionConfig::default()
+        }
+    }
+
+    #[test]
+    fn stls_upgrade() {
+        let capa_before = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n\
+                           AUTH-RESP-CODE\r\nPIPELINING\r\nSTLS\r\nIMPLEMENTATION Poczta\r\n.\r\n";
+        run_cases(vec![
+            (
+                "plaintext refused, STLS, then USER/PASS allowed",
+                stls_only(),
+                vec![
+                    s(GREETING),
+                    c("CAPA\r\nUSER alice\r\n"),
+                    s(&format!("{capa_before}{REFUSED}")),
+                    c("STLS\r\n"),
+                    s(STLS_OK),
+                    Tls,
+                    c("CAPA\r\nUSER alice\r\nPASS secret\r\n"),
+                    A(login("alice", "secret"), Answer::LoginOk(mailbox())),
+                    s(&format!("{CAPA_OPEN}+OK send PASS\r\n{LOGGED_IN}")),
+                ],
+            ),
+            (
+                "AUTH PLAIN after STLS",
+                stls_only(),
+                vec![
+                    s(GREETING),
+                    c("STLS\r\n"),
+                    s(STLS_OK),
+                    Tls,
+                    c(&format!("AUTH PLAIN {ALICE_PLAIN}\r\n")),
+                    A(login("alice", "secret"), Answer::LoginOk(mailbox())),
+                    s(LOGGED_IN),
+                ],
+            ),
+            (
+                "a USER sent in clear is forgotten",
+                open_with_tls(),
+                vec![
+                    s(GREETING),
+                    c("USER alice\r\n"),
+                    s("+OK send PASS\r\n"),
+                    c("STLS\r\n"),
+                    s(STLS_OK),
+                    Tls,
+                    c("PASS secret\r\n"),
+                    s("-ERR send USER first\r\n"),
+                ],
+            ),
+            (
+                "STLS twice",
+                stls_only(),
+                vec![
+                    s(GREETING),
+                    c("STLS\r\n"),
+                    s(STLS_OK),
+                    Tls,
+                    c("STLS\r\n"),
+                    s("-ERR Already using TLS\r\n"),
+                ],
+            ),
+            (
+                "STLS in TRANSACTION",
+                open_with_tls(),
+                logged_in(vec![c("STLS\r\n"), s("-ERR Already authenticated\r\n")]),
+            ),
+            (
+                "STLS not available",
+                open(),
+                vec![s(GREETING), c("STLS\r\n"), s("-ERR TLS not available\r\n")],
+            ),
+        ]);
+    }
+
+    #[test]
+    fn stls_discards_injected_plaintext() {
+        // Commands pipelined behind STLS in the same packet, and plaintext
+        // arriving before the handshake is reported, are never run.
+        let mut driver = Driver::new(stls_only());
+        driver
+            .session
+            .feed(b"STLS\r\nUSER alice\r\nPASS secret\r\nQUIT\r\n");
+        driver.pump();
+        assert_eq!(driver.take_output(), format!("{GREETING}{STLS_OK}"));
+        assert!(driver.starttls);
+        driver.session.feed(b"QUIT\r\n");
+        driver.pump();
+        assert_eq!(driver.take_output(), "");
+        assert!(!driver.session.is_secure());
+        driver.session.tls_established();
+        assert!(driver.session.is_secure());
+        driver.pump();
+        assert_eq!(driver.take_output(), "");
+        assert!(driver.asked.is_empty() && !driver.closed);
+        driver.session.feed(b"PASS secret\r\n");
+        driver.pump();
+        assert_eq!(driver.take_output(), "-ERR send USER first\r\n");
+
+        // The same at every split point of the injected packet.
+        let input = b"STLS\r\nQUIT\r\n";
+        for split in 0..=input.len() {
+            let mut driver = Driver::new(stls_only());
+            driver.session.feed(&input[..split]);
+            driver.pump();
+            driver.session.feed(&input[split..]);
+            driver.pump();
+            assert_eq!(
+                driver.take_output(),
+                format!("{GREETING}{STLS_OK}"),
+                "split {split}"
+            );
+            driver.session.tls_established();
+            driver.pump();
+            assert!(!driver.closed, "split {split}");
+            assert_eq!(driver.take_output(), "", "split {split}");
+        }
+    }
+
+    #[test]
+    fn implicit_tls_is_secure_from_the_start() {
+        let pop3s = SessionConfig {
+            implicit_tls: true,
+            tls_available: true,
+            ..stls_only()
+        };
+        assert!(Session::new(pop3s.clone()).is_secure());
+        converse(
+            "POP3S",
+            pop3s,
+            vec![
+                s(GREETING),
+                c("CAPA\r\nSTLS\r\n"),
+                s(&format!("{CAPA_OPEN}-ERR Already using TLS\r\n")),
+                c("USER alice\r\nPASS secret\r\n"),
+                A(login("alice", "secret"), Answer::LoginOk(mailbox())),
+                s(&format!("+OK send PASS\r\n{LOGGED_IN}")),
+            ],
+        );
     }
 
     #[test]
@@ -1918,6 +2126,7 @@ mod tests {
                         asked.push(ask);
                         session.answer(answer);
                     }
+                    Event::StartTls => panic!("no STLS in this dialogue"),
                     Event::Close => closed = true,
                 }
             }

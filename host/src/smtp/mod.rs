@@ -13,17 +13,19 @@
 //! - [`reply`]: replies and their wire form; every reply text lives there.
 //! - [`command`]: the command-line parser.
 //! - [`data`]: the DATA (dot-unstuffing, smuggling-safe) and BDAT readers.
-//! - [`session`]: the state machine.
+//! - [`session`]: the state machine, STARTTLS and AUTH included.
 //! - [`received`]: the `Received:` and `Return-Path:` header builders, with
 //!   the time passed in.
 //! - `conn`: the tokio driver, the one module here that does I/O.
 //!
 //! # The dependency rule
 //!
-//! The sans-IO modules (all but `conn`) use only `std`, `thiserror` and each
-//! other (through `super::`, never `crate::`). Nothing in them may import the
-//! driver, the store, the configuration or an async runtime: the dependencies
-//! point from the driver to this core, never back.
+//! The sans-IO modules (all but `conn`) use only `std`, `thiserror`, each
+//! other (through `super::`) and the pure [`crate::sasl`] (SASL decoding
+//! with `base64`, shared with POP3). Nothing in them may import the driver, the store, the
+//! configuration, a TLS library or an async runtime: the dependencies point
+//! from the driver to this core, never back. TLS reaches the session as
+//! plain facts ([`TlsInfo`]) and one event ([`Event::StartTls`]).
 
 pub mod command;
 pub mod conn;
@@ -36,4 +38,4 @@ pub use command::{Address, Body, Command, MailParams, ParseError, RcptParams, Re
 pub use data::{BdatReader, DataReader};
 pub use received::{ReceivedInfo, received_header, return_path_header, rfc5322_date};
 pub use reply::{EnhancedCode, Reply};
-pub use session::{Answer, Ask, Envelope, Event, Session, SessionConfig};
+pub use session::{Answer, Ask, Envelope, Event, MAX_SASL_LINE, Session, SessionConfig, TlsInfo};

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use super::command::ReversePath;
+use super::session::TlsInfo;
 
 /// What a `Received:` header records about one hop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,7 +23,8 @@ pub struct ReceivedInfo<'a> {
     /// This server's name.
     pub hostname: &'a str,
     /// The `with` protocol: "SMTP", "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA",
-    /// "UTF8SMTP"... (RFC 3848, RFC 6531 registry names).
+    /// "UTF8SMTP"... (RFC 3848, RFC 6531 registry names):
+    /// [`Envelope::protocol`](super::session::Envelope::protocol) picks it.
     pub protocol: &'a str,
     /// The queue id.
     pub id: &'a str,
@@ -30,9 +32,10 @@ pub struct ReceivedInfo<'a> {
     /// when there are several (naming one would leak the others, RFC 5321
     /// §7.2).
     pub for_rcpt: Option<&'a str>,
-    /// A TLS description (e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"), written
-    /// as a comment.
-    pub tls: Option<&'a str>,
+    /// The TLS the message arrived under (`Envelope::tls`), written as
+    /// Postfix does: `(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)`
+    /// between the `from` and `by` clauses.
+    pub tls: Option<&'a TlsInfo>,
 }
 
 /// Longest name (HELO, rDNS, hostname) written; a DNS name has at most 255
@@ -47,9 +50,16 @@ const MAX_FOR: usize = 900;
 ///
 /// ```text
 /// Received: from helo (rdns [192.0.2.1])
-///     by hostname (Poczta) with ESMTP id ID
+///     (using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)
+///     by hostname (Poczta) with ESMTPSA id ID
 ///     for <rcpt>; Fri, 27 Nov 2026 18:15:37 +0000
 /// ```
+///
+/// (the `using` comment only under TLS; RFC 5321 §4.4's grammar allows a
+/// comment before `by`, which is where Postfix puts it and where log
+/// parsers look for it). Like Postfix, the header does not name the
+/// authenticated user: `with ESMTPA` says the sender authenticated, and
+/// the name would leak an account to every recipient.
 ///
 /// (folded with a TAB). IPv6 clients appear as `[IPv6:...]`; an
 /// IPv4-mapped IPv6 address (a dual-stack socket) as the IPv4 address it
@@ -64,7 +74,15 @@ pub fn received_header(info: &ReceivedInfo<'_>, unix_secs: i64) -> String {
         h.push(' ');
     }
     push_ip_literal(&mut h, info.client_ip);
-    h.push_str(")\r\n\tby ");
+    h.push(')');
+    if let Some(tls) = info.tls {
+        h.push_str("\r\n\t(using ");
+        push_comment(&mut h, &tls.version);
+        h.push_str(" with cipher ");
+        push_comment(&mut h, &tls.cipher);
+        h.push(')');
+    }
+    h.push_str("\r\n\tby ");
     push_name(&mut h, info.hostname);
     h.push_str(" (Poczta) with ");
     push_filtered(&mut h, info.protocol, 32, |c| c.is_ascii_alphanumeric());
@@ -73,14 +91,6 @@ pub fn received_header(info: &ReceivedInfo<'_>, unix_secs: i64) -> String {
         push_filtered(&mut h, info.id, 64, |c| {
             c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')
         });
-    }
-    if let Some(tls) = info.tls {
-        h.push_str("\r\n\t(");
-        // A comment: no parentheses or backslash that could close it.
-        push_filtered(&mut h, tls, 200, |c| {
-            (' '..='~').contains(&c) && !matches!(c, '(' | ')' | '\\')
-        });
-        h.push(')');
     }
     let rcpt = info
         .for_rcpt
@@ -163,6 +173,16 @@ fn push_name(h: &mut String, name: &str) {
     }
     push_filtered(h, name, MAX_NAME, |c| {
         c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':' | '[' | ']')
+    });
+}
+
+/// Text inside a comment: printable ASCII without the parentheses or
+/// backslash that could end the comment early, at most 100 characters.
+/// The TLS names come from the TLS library, not the client, but a header
+/// must not depend on that.
+fn push_comment(h: &mut String, text: &str) {
+    push_filtered(h, text, 100, |c| {
+        (' '..='~').contains(&c) && !matches!(c, '(' | ')' | '\\')
     });
 }
 
@@ -261,22 +281,42 @@ mod tests {
         );
     }
 
+    fn tls13() -> TlsInfo {
+        TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS_AES_256_GCM_SHA384".into(),
+        }
+    }
+
     #[test]
     fn received_variants() {
+        let tls = tls13();
         let v6 = ReceivedInfo {
             client_ip: IpAddr::V6("2001:db8::1".parse().unwrap()),
             client_rdns: None,
             for_rcpt: None,
             protocol: "ESMTPS",
-            tls: Some("TLSv1.3 TLS_AES_256_GCM_SHA384"),
+            tls: Some(&tls),
             ..info()
         };
         assert_eq!(
             received_header(&v6, 0),
             "Received: from client.example ([IPv6:2001:db8::1])\r\n\
-             \tby mx.poczta.test (Poczta) with ESMTPS id Q0001AB\r\n\
-             \t(TLSv1.3 TLS_AES_256_GCM_SHA384);\r\n\
+             \t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n\
+             \tby mx.poczta.test (Poczta) with ESMTPS id Q0001AB;\r\n\
              \tThu, 01 Jan 1970 00:00:00 +0000\r\n"
+        );
+        let submitted = ReceivedInfo {
+            protocol: "ESMTPSA",
+            tls: Some(&tls),
+            ..info()
+        };
+        assert_eq!(
+            received_header(&submitted, T),
+            "Received: from client.example (mail.client.example [192.0.2.1])\r\n\
+             \t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n\
+             \tby mx.poczta.test (Poczta) with ESMTPSA id Q0001AB\r\n\
+             \tfor <user@poczta.test>; Fri, 27 Nov 2026 18:15:37 +0000\r\n"
         );
         let mapped = ReceivedInfo {
             client_ip: IpAddr::V6(Ipv4Addr::new(198, 51, 100, 7).to_ipv6_mapped()),
@@ -300,11 +340,15 @@ mod tests {
 
     #[test]
     fn client_text_cannot_inject() {
+        let tls = TlsInfo {
+            version: "v1 (fake) \\ \r\n".into(),
+            cipher: "c)".into(),
+        };
         let evil = ReceivedInfo {
             helo: "x\r\nX-Injected: yes (localhost [127.0.0.1]);",
             client_rdns: None,
             for_rcpt: Some("a\r\nBcc: x@y"),
-            tls: Some("v1 (fake) \\ \r\n"),
+            tls: Some(&tls),
             ..info()
         };
         let h = received_header(&evil, T);
@@ -315,7 +359,7 @@ mod tests {
         assert!(
             h.starts_with("Received: from x??X-Injected:?yes??localhost?[127.0.0.1]?? ([192.0.2.1])\r\n")
         );
-        assert!(h.contains("\t(v1 ?fake? ? ??)\r\n"));
+        assert!(h.contains("\t(using v1 ?fake? ? ?? with cipher c?)\r\n"));
         assert!(h.contains("\tfor <a??Bcc: x@y>; "));
         let empty = ReceivedInfo { helo: "", ..info() };
         assert!(received_header(&empty, T).starts_with("Received: from unknown (mail"));

@@ -107,8 +107,10 @@ impl Reply {
             out.extend_from_slice(code.as_bytes());
             if i + 1 < lines.len() {
                 out.push(b'-');
-            } else if !(enhanced.is_empty() && line.is_empty()) {
-                // RFC 5321 §4.2: the SP of the last line only comes with text.
+            } else if !(enhanced.is_empty() && line.is_empty()) || self.code == 334 {
+                // RFC 5321 §4.2: the SP of the last line only comes with
+                // text, except in a SASL challenge, where RFC 4954 §4's
+                // `"334" SP [base64] CRLF` wants it even when empty.
                 out.push(b' ');
             }
             out.extend_from_slice(enhanced.as_bytes());
@@ -334,9 +336,124 @@ impl Reply {
         Reply::not_implemented("STARTTLS not available")
     }
 
-    /// `502 5.5.1 AUTH not available` (not advertised).
+    /// `502 5.5.1 AUTH not available`: this listener does not offer AUTH.
     pub fn auth_unavailable() -> Reply {
         Reply::not_implemented("AUTH not available")
+    }
+
+    /// `503 5.5.1 Mail transaction in progress`: STARTTLS or AUTH between
+    /// MAIL and the end of the message (RFC 4954 §4 forbids AUTH there, and
+    /// the reset after STARTTLS would silently drop the transaction).
+    pub fn transaction_in_progress() -> Reply {
+        Reply::bad_sequence("Mail transaction in progress")
+    }
+
+    // --- STARTTLS (RFC 3207) ----------------------------------------------
+
+    /// `220 2.0.0 Ready to start TLS`: the client starts the handshake next.
+    pub fn starttls_ready() -> Reply {
+        Reply::new(220, EnhancedCode(2, 0, 0), "Ready to start TLS")
+    }
+
+    /// `503 5.5.1 TLS already active`: STARTTLS inside TLS (RFC 3207 §4.2:
+    /// it is not advertised again, and a second handshake is not offered).
+    pub fn tls_already_active() -> Reply {
+        Reply::bad_sequence("TLS already active")
+    }
+
+    /// `530 5.7.0 Must issue a STARTTLS command first`: MAIL on a listener
+    /// that requires AUTH, from a client that cannot authenticate before
+    /// TLS (Postfix's wording for `smtpd_tls_auth_only`).
+    pub fn must_starttls() -> Reply {
+        Reply::new(530, EnhancedCode(5, 7, 0), "Must issue a STARTTLS command first")
+    }
+
+    // --- AUTH (RFC 4954) ----------------------------------------------------
+
+    /// `334 <challenge>`: a SASL continuation, the base64 challenge as text
+    /// (`334 ` with nothing after the space for an empty one). No enhanced
+    /// code: RFC 2034 defines them for 2xx/4xx/5xx only.
+    pub fn auth_challenge(challenge: &str) -> Reply {
+        Reply::new(334, EnhancedCode::NONE, challenge)
+    }
+
+    /// `235 2.7.0 Authentication successful`.
+    pub fn auth_succeeded() -> Reply {
+        Reply::new(235, EnhancedCode(2, 7, 0), "Authentication successful")
+    }
+
+    /// `535 5.7.8 Authentication credentials invalid`: wrong user name or
+    /// password (one answer for both, so names cannot be probed), or an
+    /// authorization identity naming someone else. The driver rejects with
+    /// it too.
+    pub fn auth_failed() -> Reply {
+        Reply::new(535, EnhancedCode(5, 7, 8), "Authentication credentials invalid")
+    }
+
+    /// `454 4.7.0 Temporary authentication failure`: the credentials could
+    /// not be checked now (store unavailable); for the driver's `Reject`.
+    pub fn auth_temporary_failure() -> Reply {
+        Reply::new(454, EnhancedCode(4, 7, 0), "Temporary authentication failure")
+    }
+
+    /// `503 5.5.1 Already authenticated` (RFC 4954 §4: a second AUTH after
+    /// a successful one is refused).
+    pub fn already_authenticated() -> Reply {
+        Reply::bad_sequence("Already authenticated")
+    }
+
+    /// `504 5.5.4 Unrecognized authentication type`.
+    pub fn unknown_mechanism() -> Reply {
+        Reply::new(504, EnhancedCode(5, 5, 4), "Unrecognized authentication type")
+    }
+
+    /// `538 5.7.11 Encryption required for requested authentication
+    /// mechanism`: AUTH in plaintext where only TLS allows it.
+    pub fn encryption_required() -> Reply {
+        Reply::new(
+            538,
+            EnhancedCode(5, 7, 11),
+            "Encryption required for requested authentication mechanism",
+        )
+    }
+
+    /// `530 5.7.0 Authentication required`: MAIL before AUTH on a
+    /// submission listener (RFC 6409 §4.3, RFC 4954 §6).
+    pub fn auth_required() -> Reply {
+        Reply::new(530, EnhancedCode(5, 7, 0), "Authentication required")
+    }
+
+    /// `501 5.0.0 Authentication cancelled`: the client answered a
+    /// challenge with `*` (RFC 4954 §4).
+    pub fn auth_cancelled() -> Reply {
+        Reply::new(501, EnhancedCode(5, 0, 0), "Authentication cancelled")
+    }
+
+    /// `501 5.5.2 Cannot Base64-decode Client responses` (RFC 4954 §4's
+    /// example wording).
+    pub fn auth_bad_base64() -> Reply {
+        Reply::new(
+            501,
+            EnhancedCode(5, 5, 2),
+            "Cannot Base64-decode Client responses",
+        )
+    }
+
+    /// `501 5.5.2 Malformed authentication data`: base64 that does not
+    /// decode to what the mechanism expects (e.g. PLAIN without its NULs,
+    /// an empty password).
+    pub fn auth_malformed() -> Reply {
+        Reply::new(501, EnhancedCode(5, 5, 2), "Malformed authentication data")
+    }
+
+    /// `500 5.5.6 Authentication Exchange line is too long` (RFC 4954 §6),
+    /// after discarding the line.
+    pub fn auth_line_too_long() -> Reply {
+        Reply::new(
+            500,
+            EnhancedCode(5, 5, 6),
+            "Authentication Exchange line is too long",
+        )
     }
 
     // --- Envelope and message errors --------------------------------------
@@ -471,6 +588,24 @@ mod tests {
                 Reply::multiline(250, EnhancedCode(2, 0, 0), vec![]),
                 "250 2.0.0\r\n",
             ),
+            (Reply::starttls_ready(), "220 2.0.0 Ready to start TLS\r\n"),
+            (Reply::auth_challenge(""), "334 \r\n"),
+            (Reply::auth_challenge("VXNlcm5hbWU6"), "334 VXNlcm5hbWU6\r\n"),
+            (Reply::auth_succeeded(), "235 2.7.0 Authentication successful\r\n"),
+            (
+                Reply::auth_failed(),
+                "535 5.7.8 Authentication credentials invalid\r\n",
+            ),
+            (
+                Reply::encryption_required(),
+                "538 5.7.11 Encryption required for requested authentication mechanism\r\n",
+            ),
+            (
+                Reply::unknown_mechanism(),
+                "504 5.5.4 Unrecognized authentication type\r\n",
+            ),
+            (Reply::auth_required(), "530 5.7.0 Authentication required\r\n"),
+            (Reply::auth_cancelled(), "501 5.0.0 Authentication cancelled\r\n"),
         ];
         for (reply, expected) in cases {
             assert_eq!(wire(reply), *expected, "{reply:?}");

@@ -13,11 +13,19 @@
 //! LF instead of CRLF. Message content never: DATA ends only at
 //! CRLF "." CRLF (see [`DataReader`]).
 //!
-//! Later additions (STARTTLS, AUTH) fit as more [`Ask`]/[`Event`] variants
-//! and input modes: e.g. an `Event::StartTls` emitted after the 220 reply with
-//! the input buffer cleared (RFC 3207 §4.2 forbids keeping pipelined
-//! plaintext), and a SASL mode reading continuation lines instead of
-//! commands.
+//! # TLS and authentication
+//!
+//! STARTTLS (RFC 3207) is an [`Event::StartTls`] after the `220` reply: the
+//! session drops every byte buffered behind the STARTTLS line (plaintext
+//! that a man in the middle could have injected, CVE-2011-0411), reads
+//! nothing until the driver reports the handshake with
+//! [`Session::tls_established`], and then forgets the dialogue as RFC 3207
+//! §4.2 requires. A listener with implicit TLS (port 465) starts with
+//! [`SessionConfig::implicit_tls`] set instead.
+//!
+//! AUTH (RFC 4954) reads its `334` continuation lines in a mode of their
+//! own, never as commands; the SASL mechanisms themselves are
+//! [`crate::sasl`]'s. The credentials go to the driver as [`Ask::Auth`].
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -25,6 +33,25 @@ use std::fmt;
 use super::command::{Address, Command, MailParams, ReversePath, parse_command};
 use super::data::{BdatReader, DataReader, find_byte};
 use super::reply::Reply;
+use crate::sasl::{Exchange, Mechanism, SaslError, Step};
+
+/// Longest AUTH command line and SASL response line, CRLF included: RFC
+/// 4954 §4 raises the command line limit to 12288 octets for AUTH, since an
+/// initial response can be long. Longer lines are discarded as they stream.
+pub const MAX_SASL_LINE: usize = 12288;
+
+/// What the TLS layer negotiated, for `Received:` headers (RFC 3848 `with`
+/// and a Postfix-style comment) and logs.
+///
+/// Plain strings so that the sans-IO cores need no TLS library: the driver
+/// fills it from its TLS stack (`tls::info` does it for rustls).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TlsInfo {
+    /// The protocol version, e.g. `TLSv1.3`.
+    pub version: String,
+    /// The cipher suite's IANA name, e.g. `TLS_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
 
 /// The limits and identity of a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,8 +70,27 @@ pub struct SessionConfig {
     pub max_recipients: usize,
     /// Error replies (4xx/5xx to commands, refused answers included)
     /// tolerated: the one that reaches this count is followed by
-    /// `421 4.7.0` and [`Event::Close`]. Default 10.
+    /// `421 4.7.0` and [`Event::Close`]. Failed AUTH attempts count, which
+    /// bounds password guesses per connection. Default 10.
     pub max_errors: u32,
+    /// Offer STARTTLS (RFC 3207): the driver can run a TLS handshake on this
+    /// connection. Advertised until the connection is under TLS. Default
+    /// false.
+    pub starttls: bool,
+    /// Offer AUTH PLAIN and LOGIN (RFC 4954) on this listener: under TLS
+    /// only, unless `auth_without_tls`. Default false.
+    pub auth: bool,
+    /// Development only: offer AUTH without TLS too, i.e. accept passwords
+    /// in clear. Default false.
+    pub auth_without_tls: bool,
+    /// Submission (RFC 6409 §4.3): MAIL before a successful AUTH is refused
+    /// with `530 5.7.0`. Default false.
+    pub require_auth: bool,
+    /// The connection is under TLS from its first byte (SMTPS, port 465,
+    /// RFC 8314 §3.3): STARTTLS is never offered, and AUTH (if `auth`) is
+    /// from the start. The driver sets it after the handshake, before
+    /// sending the greeting. Default `None`.
+    pub implicit_tls: Option<TlsInfo>,
 }
 
 impl Default for SessionConfig {
@@ -55,6 +101,11 @@ impl Default for SessionConfig {
             max_message_size: 25 * 1024 * 1024,
             max_recipients: 100,
             max_errors: 10,
+            starttls: false,
+            auth: false,
+            auth_without_tls: false,
+            require_auth: false,
+            implicit_tls: None,
         }
     }
 }
@@ -67,6 +118,12 @@ pub enum Event {
     /// Decide this and call [`Session::answer`]; `poll` returns `None`
     /// until then.
     Ask(Ask),
+    /// Flush the `220` written before it, then run the server side of a TLS
+    /// handshake on the connection and call [`Session::tls_established`];
+    /// `poll` returns `None` and `feed` drops its bytes until then. If the
+    /// handshake fails, close the connection (nothing more can be said in
+    /// either clear text or TLS).
+    StartTls,
     /// Flush what was written and close the connection.
     Close,
 }
@@ -110,6 +167,23 @@ pub enum Ask {
         /// with the last CRLF before the terminator for DATA).
         data: Vec<u8>,
     },
+    /// A completed SASL exchange (RFC 4954): verify the password. `Accept`
+    /// answers `235 2.7.0` and the session is authenticated as `username`
+    /// ([`Session::authenticated`]); reject with [`Reply::auth_failed`]
+    /// (`535 5.7.8`, the same for an unknown user and a wrong password) or
+    /// [`Reply::auth_temporary_failure`] (`454 4.7.0`), which count toward
+    /// `max_errors`. `Debug` redacts the password.
+    Auth {
+        /// `PLAIN` or `LOGIN`.
+        mechanism: String,
+        /// The authorization identity: empty or equal to `username` (the
+        /// session refuses any other with `535 5.7.8` without asking).
+        authzid: String,
+        /// The authentication identity: not empty, no control characters.
+        username: String,
+        /// The password: not empty.
+        password: String,
+    },
 }
 
 impl fmt::Debug for Ask {
@@ -131,6 +205,18 @@ impl fmt::Debug for Ask {
                 .debug_struct("Message")
                 .field("envelope", envelope)
                 .field("data_len", &data.len())
+                .finish(),
+            Ask::Auth {
+                mechanism,
+                authzid,
+                username,
+                password: _,
+            } => f
+                .debug_struct("Auth")
+                .field("mechanism", mechanism)
+                .field("authzid", authzid)
+                .field("username", username)
+                .field("password", &"<redacted>")
                 .finish(),
         }
     }
@@ -161,6 +247,36 @@ pub struct Envelope {
     pub params: MailParams,
     /// The accepted recipients, in order (at least one).
     pub rcpts: Vec<Address>,
+    /// The user the client authenticated as with AUTH, if it did.
+    pub authenticated: Option<String>,
+    /// The TLS the message arrived under, if any.
+    pub tls: Option<TlsInfo>,
+}
+
+impl Envelope {
+    /// The `with` protocol of the `Received:` header: `SMTP` after HELO;
+    /// after EHLO `ESMTP` plus `S` under TLS and `A` when authenticated
+    /// (RFC 3848: `ESMTPS`, `ESMTPA`, `ESMTPSA`), or the `UTF8SMTP` family
+    /// for a message sent with the SMTPUTF8 parameter (RFC 6531 §3.7.3).
+    pub fn protocol(&self) -> &'static str {
+        if !self.esmtp {
+            return "SMTP";
+        }
+        match (
+            self.params.smtputf8,
+            self.tls.is_some(),
+            self.authenticated.is_some(),
+        ) {
+            (false, false, false) => "ESMTP",
+            (false, true, false) => "ESMTPS",
+            (false, false, true) => "ESMTPA",
+            (false, true, true) => "ESMTPSA",
+            (true, false, false) => "UTF8SMTP",
+            (true, true, false) => "UTF8SMTPS",
+            (true, false, true) => "UTF8SMTPA",
+            (true, true, true) => "UTF8SMTPSA",
+        }
+    }
 }
 
 /// The sans-IO SMTP server session; see the module documentation.
@@ -180,6 +296,13 @@ pub struct Session {
     events: VecDeque<Event>,
     errors: u32,
     life: Life,
+    /// The connection's TLS, once established (or from the start).
+    tls: Option<TlsInfo>,
+    /// [`Event::StartTls`] was queued and the handshake is not reported
+    /// yet: nothing is read meanwhile.
+    starting_tls: bool,
+    /// The user of a successful AUTH.
+    authenticated: Option<String>,
 }
 
 /// What the bytes at the head of the input buffer are.
@@ -188,6 +311,14 @@ enum Mode {
     Command,
     /// The rest of an over-long command line, discarded up to its LF.
     SkipLine,
+    /// A SASL response line answering the `334` just sent.
+    Sasl {
+        mechanism: Mechanism,
+        exchange: Exchange,
+    },
+    /// The rest of an over-long SASL response, discarded up to its LF;
+    /// the exchange is over.
+    SkipSasl,
     /// DATA content; the transaction travels with it.
     Data { reader: DataReader, tx: Transaction },
     /// A BDAT chunk.
@@ -246,10 +377,18 @@ struct Transaction {
 
 /// What the outstanding [`Ask`] was about, with what acceptance needs.
 enum Pending {
-    Helo { name: String, esmtp: bool },
-    Mail { from: ReversePath, params: MailParams },
+    Helo {
+        name: String,
+        esmtp: bool,
+    },
+    Mail {
+        from: ReversePath,
+        params: MailParams,
+    },
     Rcpt(Address),
     Message,
+    /// The user name of the credentials asked about.
+    Auth(String),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -267,6 +406,9 @@ impl Session {
     /// first.
     pub fn new(config: SessionConfig) -> Session {
         Session {
+            tls: config.implicit_tls.clone(),
+            starting_tls: false,
+            authenticated: None,
             config,
             input: Vec::new(),
             start: 0,
@@ -286,9 +428,12 @@ impl Session {
     }
 
     /// Appends client bytes to the input buffer; ignored once the session
-    /// is closing. Nothing is processed until [`Session::poll`].
+    /// is closing, and between [`Event::StartTls`] and
+    /// [`Session::tls_established`] (bytes then can only be plaintext sent
+    /// before the handshake: the injection STARTTLS must not let through).
+    /// Nothing is processed until [`Session::poll`].
     pub fn feed(&mut self, bytes: &[u8]) {
-        if self.life != Life::Open {
+        if self.life != Life::Open || self.starting_tls {
             return;
         }
         if self.start > 0 {
@@ -304,7 +449,8 @@ impl Session {
     /// [`Event::Close`] it returns `None` forever.
     ///
     /// When it returns `None` in command mode, at most `max_line_length`
-    /// bytes are buffered: longer lines are discarded as they arrive.
+    /// bytes are buffered ([`MAX_SASL_LINE`] for an AUTH line or a SASL
+    /// response): longer lines are discarded as they arrive.
     pub fn poll(&mut self) -> Option<Event> {
         loop {
             if let Some(event) = self.events.pop_front() {
@@ -314,10 +460,48 @@ impl Session {
                 }
                 return Some(event);
             }
-            if self.life != Life::Open || self.pending.is_some() || !self.step() {
+            if self.life != Life::Open || self.pending.is_some() || self.starting_tls || !self.step() {
                 return None;
             }
         }
+    }
+
+    /// The TLS handshake that [`Event::StartTls`] asked for succeeded: the
+    /// session continues under TLS, back in the state right after the
+    /// greeting (RFC 3207 §4.2: no EHLO/HELO, no transaction, not
+    /// authenticated, nothing buffered), so the client must EHLO again.
+    /// The error count is kept: a handshake does not buy more tries.
+    /// Call it before feeding anything read over TLS.
+    pub fn tls_established(&mut self, info: TlsInfo) {
+        debug_assert!(
+            self.starting_tls || self.life != Life::Open,
+            "tls_established without Event::StartTls"
+        );
+        if self.life != Life::Open {
+            return;
+        }
+        self.starting_tls = false;
+        self.tls = Some(info);
+        self.helo = None;
+        self.tx = None;
+        self.authenticated = None;
+        self.discard_input();
+    }
+
+    /// Whether the connection is under TLS (after STARTTLS, or implicit).
+    pub fn in_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The connection's TLS parameters, once under TLS.
+    pub fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// The user the client authenticated as, after a successful AUTH (and
+    /// until a STARTTLS resets the session).
+    pub fn authenticated(&self) -> Option<&str> {
+        self.authenticated.as_deref()
     }
 
     /// Answers the outstanding [`Ask`]. Panics in debug builds if none is
@@ -380,15 +564,29 @@ impl Session {
 
     /// The EHLO keywords, in the order they are advertised.
     fn extensions(&self) -> Vec<String> {
-        vec![
+        let mut extensions = vec![
             "PIPELINING".to_owned(),
             format!("SIZE {}", self.config.max_message_size),
             "8BITMIME".to_owned(),
             "SMTPUTF8".to_owned(),
             "ENHANCEDSTATUSCODES".to_owned(),
             "CHUNKING".to_owned(),
-            "HELP".to_owned(),
-        ]
+        ];
+        // RFC 3207 §4.2: never offered again once under TLS.
+        if self.config.starttls && self.tls.is_none() {
+            extensions.push("STARTTLS".to_owned());
+        }
+        if self.auth_allowed() {
+            extensions.push("AUTH PLAIN LOGIN".to_owned());
+        }
+        extensions.push("HELP".to_owned());
+        extensions
+    }
+
+    /// Whether AUTH may run now: offered on this listener, and under TLS
+    /// unless clear-text passwords were explicitly allowed.
+    fn auth_allowed(&self) -> bool {
+        self.config.auth && (self.tls.is_some() || self.config.auth_without_tls)
     }
 
     fn max_size(&self) -> u64 {
@@ -455,12 +653,19 @@ impl Session {
             Mode::SkipLine => self.step_skip_line(),
             Mode::Data { reader, tx } => self.step_data(reader, tx),
             Mode::Chunk(chunk) => self.step_chunk(chunk),
+            Mode::Sasl { mechanism, exchange } => self.step_sasl(mechanism, exchange),
+            Mode::SkipSasl => self.step_skip_sasl(),
         }
     }
 
     fn step_command(&mut self) -> bool {
-        let max = self.config.max_line_length;
         let avail = &self.input[self.start..];
+        // An AUTH line may carry a long initial response (RFC 4954 §4).
+        let max = if avail.len() >= 5 && avail[..5].eq_ignore_ascii_case(b"AUTH ") {
+            self.config.max_line_length.max(MAX_SASL_LINE)
+        } else {
+            self.config.max_line_length
+        };
         let Some(lf) = find_byte(b'\n', &avail[..avail.len().min(max)]) else {
             // No LF within the limit: the line, terminator included, is
             // longer than allowed. Drop it now rather than buffer it whole;
@@ -499,6 +704,46 @@ impl Session {
                 let n = avail.len();
                 self.consume(n);
                 self.mode = Mode::SkipLine;
+                false
+            }
+        }
+    }
+
+    fn step_sasl(&mut self, mechanism: Mechanism, exchange: Exchange) -> bool {
+        let avail = &self.input[self.start..];
+        let Some(lf) = find_byte(b'\n', &avail[..avail.len().min(MAX_SASL_LINE)]) else {
+            if avail.len() >= MAX_SASL_LINE {
+                self.consume(MAX_SASL_LINE);
+                self.mode = Mode::SkipSasl;
+                return true;
+            }
+            self.mode = Mode::Sasl { mechanism, exchange };
+            return false;
+        };
+        let end = if lf > 0 && avail[lf - 1] == b'\r' {
+            lf - 1
+        } else {
+            lf
+        };
+        // Not a command, whatever it looks like: it answers the challenge.
+        let step = exchange.respond(&avail[..end]);
+        self.consume(lf + 1);
+        self.sasl(mechanism, step);
+        true
+    }
+
+    fn step_skip_sasl(&mut self) -> bool {
+        let avail = &self.input[self.start..];
+        match find_byte(b'\n', avail) {
+            Some(lf) => {
+                self.consume(lf + 1);
+                self.reply(Reply::auth_line_too_long());
+                true
+            }
+            None => {
+                let n = avail.len();
+                self.consume(n);
+                self.mode = Mode::SkipSasl;
                 false
             }
         }
@@ -578,6 +823,10 @@ impl Session {
             from: tx.from,
             params: tx.params,
             rcpts: tx.rcpts,
+            // Neither can change during a transaction: STARTTLS and AUTH
+            // are refused inside one.
+            authenticated: self.authenticated.clone(),
+            tls: self.tls.clone(),
         };
         self.ask(Pending::Message, Ask::Message { envelope, data });
     }
@@ -602,8 +851,84 @@ impl Session {
             Command::Vrfy(_) => self.reply(Reply::cannot_verify()),
             Command::Expn(_) => self.reply(Reply::expn_disabled()),
             Command::Help(_) => self.reply(Reply::help()),
-            Command::StartTls => self.reply(Reply::starttls_unavailable()),
-            Command::Auth(_) => self.reply(Reply::auth_unavailable()),
+            Command::StartTls => self.starttls(),
+            Command::Auth(args) => self.auth(&args),
+        }
+    }
+
+    fn starttls(&mut self) {
+        let refusal = if self.tls.is_some() {
+            Reply::tls_already_active()
+        } else if !self.config.starttls {
+            Reply::starttls_unavailable()
+        } else if self.tx.is_some() {
+            Reply::transaction_in_progress()
+        } else {
+            self.reply(Reply::starttls_ready());
+            self.events.push_back(Event::StartTls);
+            self.starting_tls = true;
+            // Whatever was pipelined behind STARTTLS arrived in clear and
+            // may have been injected by a man in the middle, to be run as
+            // if sent under TLS (CVE-2011-0411): RFC 3207 §4.2 has it
+            // discarded, and so it is, unread.
+            self.discard_input();
+            return;
+        };
+        self.reply(refusal);
+    }
+
+    fn auth(&mut self, args: &str) {
+        if !self.config.auth {
+            return self.reply(Reply::auth_unavailable());
+        }
+        if self.authenticated.is_some() {
+            return self.reply(Reply::already_authenticated());
+        }
+        // AUTH is an ESMTP extension: it exists only after EHLO.
+        if self.helo.is_none() {
+            return self.reply(Reply::need_helo());
+        }
+        if self.tx.is_some() {
+            return self.reply(Reply::transaction_in_progress());
+        }
+        let mut words = args.split(' ').filter(|w| !w.is_empty());
+        let (Some(name), initial, None) = (words.next(), words.next(), words.next()) else {
+            return self.reply(Reply::syntax("Syntax: AUTH mechanism [initial-response]"));
+        };
+        let Some(mechanism) = Mechanism::from_name(name) else {
+            return self.reply(Reply::unknown_mechanism());
+        };
+        if !self.auth_allowed() {
+            return self.reply(Reply::encryption_required());
+        }
+        let step = Exchange::start(mechanism, initial.map(str::as_bytes));
+        self.sasl(mechanism, step);
+    }
+
+    /// Acts on the next move of a SASL exchange.
+    fn sasl(&mut self, mechanism: Mechanism, step: Step) {
+        match step {
+            Step::Challenge(exchange) => {
+                self.reply(Reply::auth_challenge(exchange.challenge()));
+                self.mode = Mode::Sasl { mechanism, exchange };
+            }
+            Step::Done(credentials) => {
+                let ask = Ask::Auth {
+                    mechanism: mechanism.name().to_owned(),
+                    authzid: credentials.authzid,
+                    username: credentials.username.clone(),
+                    password: credentials.password,
+                };
+                self.ask(Pending::Auth(credentials.username), ask);
+            }
+            Step::Failed(error) => self.reply(match error {
+                SaslError::Cancelled => Reply::auth_cancelled(),
+                SaslError::BadBase64 => Reply::auth_bad_base64(),
+                SaslError::Malformed => Reply::auth_malformed(),
+                // Proxy authorization is not supported: as good as wrong
+                // credentials, and answered the same way.
+                SaslError::AuthzidMismatch => Reply::auth_failed(),
+            }),
         }
     }
 
@@ -618,6 +943,16 @@ impl Session {
     fn mail(&mut self, from: ReversePath, params: MailParams) {
         if self.helo.is_none() {
             return self.reply(Reply::need_helo());
+        }
+        if self.config.require_auth && self.authenticated.is_none() {
+            // Say what the client must do first: it cannot authenticate
+            // before TLS when AUTH needs it.
+            let starttls_first = !self.auth_allowed() && self.config.starttls && self.tls.is_none();
+            return self.reply(if starttls_first {
+                Reply::must_starttls()
+            } else {
+                Reply::auth_required()
+            });
         }
         if self.tx.is_some() {
             return self.reply(Reply::nested_mail());
@@ -744,6 +1079,10 @@ impl Session {
                 None => Reply::need_mail(),
             },
             Pending::Message => Reply::ok(),
+            Pending::Auth(username) => {
+                self.authenticated = Some(username);
+                Reply::auth_succeeded()
+            }
         };
         self.reply(reply.unwrap_or(own));
     }
@@ -771,10 +1110,15 @@ mod tests {
     }
 
     /// The test driver's policy: everything is accepted, except recipients
-    /// whose local part starts with "unknown" and messages whose content
-    /// contains "REJECT".
+    /// whose local part starts with "unknown", messages whose content
+    /// contains "REJECT", and passwords other than "secret" ("tempfail"
+    /// gets a 454).
     fn decide(ask: &Ask) -> Answer {
         match ask {
+            Ask::Auth { password, .. } if password == "tempfail" => {
+                Answer::Reject(Reply::auth_temporary_failure())
+            }
+            Ask::Auth { password, .. } if password != "secret" => Answer::Reject(Reply::auth_failed()),
             Ask::Rcpt { to } if to.local.starts_with("unknown") => Answer::Reject(Reply::no_such_user()),
             Ask::Message { data, .. } if data.windows(6).any(|w| w == b"REJECT") => {
                 Answer::Reject(Reply::storage_full())
@@ -829,6 +1173,10 @@ mod tests {
                 Event::Ask(Ask::MailFrom { .. }) => "?mail".into(),
                 Event::Ask(Ask::Rcpt { to }) => format!("?rcpt {to}"),
                 Event::Ask(Ask::Message { data, .. }) => format!("?msg {}", data.len()),
+                Event::Ask(Ask::Auth {
+                    mechanism, username, ..
+                }) => format!("?auth {mechanism} {username}"),
+                Event::StartTls => "starttls".into(),
                 Event::Close => "close".into(),
             })
             .collect()
@@ -921,8 +1269,11 @@ mod tests {
                     smtputf8: false,
                 },
                 rcpts: vec![addr("u", "mx.test"), addr("v", "mx.test")],
+                authenticated: None,
+                tls: None,
             }
         );
+        assert_eq!(envelope.protocol(), "ESMTP");
         assert_eq!(data, b"Subject: hi\r\n\r\nHello\r\n");
     }
 
@@ -1615,5 +1966,647 @@ mod tests {
         let debug = format!("{events:?}");
         assert!(!debug.contains("secret"));
         assert!(debug.contains("data_len: 16"));
+    }
+
+    // --- STARTTLS and AUTH -------------------------------------------------
+
+    fn tls13() -> TlsInfo {
+        TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS_AES_256_GCM_SHA384".into(),
+        }
+    }
+
+    /// A session already under TLS that offers AUTH (port 465 style).
+    fn implicit() -> SessionConfig {
+        SessionConfig {
+            auth: true,
+            implicit_tls: Some(tls13()),
+            ..config()
+        }
+    }
+
+    /// A submission listener on port 587: STARTTLS, then AUTH, required.
+    fn submission() -> SessionConfig {
+        SessionConfig {
+            starttls: true,
+            auth: true,
+            require_auth: true,
+            ..config()
+        }
+    }
+
+    fn b64(s: &str) -> String {
+        crate::sasl::encode_base64(s.as_bytes())
+    }
+
+    /// The extension keywords of the EHLO reply.
+    fn ehlo_keywords(events: &[Event]) -> Vec<String> {
+        let ehlo = replies(events)
+            .into_iter()
+            .find(|r| r.code == 250 && r.lines.len() > 1)
+            .expect("an EHLO reply");
+        ehlo.lines[1..].to_vec()
+    }
+
+    fn has(keywords: &[String], keyword: &str) -> bool {
+        keywords.iter().any(|k| k == keyword)
+    }
+
+    #[test]
+    fn ehlo_advertises_starttls_and_auth_by_state() {
+        // (config, after a STARTTLS handshake, STARTTLS offered, AUTH offered)
+        let table: &[(&str, SessionConfig, bool, bool, bool)] = &[
+            ("default", config(), false, false, false),
+            (
+                "starttls only",
+                SessionConfig {
+                    starttls: true,
+                    ..config()
+                },
+                false,
+                true,
+                false,
+            ),
+            ("submission before TLS", submission(), false, true, false),
+            ("submission under TLS", submission(), true, false, true),
+            (
+                "auth without TLS allowed",
+                SessionConfig {
+                    auth: true,
+                    auth_without_tls: true,
+                    ..config()
+                },
+                false,
+                false,
+                true,
+            ),
+            (
+                "auth needs TLS, no STARTTLS",
+                SessionConfig {
+                    auth: true,
+                    ..config()
+                },
+                false,
+                false,
+                false,
+            ),
+            (
+                "implicit TLS never offers STARTTLS",
+                SessionConfig {
+                    starttls: true,
+                    ..implicit()
+                },
+                false,
+                false,
+                true,
+            ),
+        ];
+        for (name, cfg, handshake, starttls, auth) in table {
+            let mut s = Session::new(cfg.clone());
+            let mut events = Vec::new();
+            if *handshake {
+                s.feed(b"STARTTLS\r\n");
+                drain(&mut s, &mut events);
+                assert_eq!(summary(&events), ["220 2.0.0", "starttls"], "{name}");
+                s.tls_established(tls13());
+            }
+            s.feed(b"EHLO c\r\n");
+            drain(&mut s, &mut events);
+            let keywords = ehlo_keywords(&events);
+            assert_eq!(has(&keywords, "STARTTLS"), *starttls, "{name}: {keywords:?}");
+            assert_eq!(has(&keywords, "AUTH PLAIN LOGIN"), *auth, "{name}: {keywords:?}");
+            assert_eq!(keywords.last().map(String::as_str), Some("HELP"), "{name}");
+            assert_eq!(s.in_tls(), *handshake || cfg.implicit_tls.is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn ehlo_wire_form_with_starttls_and_auth() {
+        let cfg = SessionConfig {
+            auth_without_tls: true,
+            ..submission()
+        };
+        let events = run_with(cfg, b"EHLO c\r\n");
+        assert_eq!(
+            String::from_utf8(replies(&events)[0].to_bytes()).unwrap(),
+            "250-mx.test Hello c\r\n250-PIPELINING\r\n250-SIZE 26214400\r\n250-8BITMIME\r\n\
+             250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250-STARTTLS\r\n\
+             250-AUTH PLAIN LOGIN\r\n250 HELP\r\n"
+        );
+    }
+
+    #[test]
+    fn starttls_discards_injected_plaintext() {
+        let mut s = Session::new(submission());
+        // Everything after STARTTLS in the same packet is an injection probe.
+        s.feed(b"STARTTLS\r\nMAIL FROM:<x@y>\r\nRCPT TO:<u@mx.test>\r\n");
+        let mut events = Vec::new();
+        drain(&mut s, &mut events);
+        assert_eq!(summary(&events), ["220 2.0.0", "starttls"]);
+        assert_eq!(
+            replies(&events)[0].to_bytes(),
+            b"220 2.0.0 Ready to start TLS\r\n"
+        );
+        assert_eq!(s.buffered(), 0);
+        // Plaintext arriving before the handshake is reported is dropped too.
+        s.feed(b"EHLO injected\r\n");
+        assert_eq!(s.poll(), None);
+        assert_eq!(s.buffered(), 0);
+        assert!(!s.in_tls());
+
+        s.tls_established(tls13());
+        assert!(s.in_tls());
+        assert_eq!(s.tls_info(), Some(&tls13()));
+        assert_eq!(s.poll(), None, "the injected MAIL must be gone");
+        // Back to the state after the greeting: EHLO is needed again.
+        let cfg = SessionConfig {
+            require_auth: false,
+            ..submission()
+        };
+        let mut s = Session::new(cfg);
+        s.feed(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nSTARTTLS\r\n");
+        let mut events = Vec::new();
+        drain(&mut s, &mut events);
+        // STARTTLS inside a transaction is refused: the reset would drop it.
+        assert_eq!(
+            summary(&events)[4..],
+            ["?rcpt u@mx.test", "250 2.1.5", "503 5.5.1"]
+        );
+        events.clear();
+        s.feed(b"RSET\r\nSTARTTLS\r\nDATA\r\n");
+        drain(&mut s, &mut events);
+        assert_eq!(summary(&events), ["250 2.0.0", "220 2.0.0", "starttls"]);
+        s.tls_established(tls13());
+        events.clear();
+        s.feed(b"MAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nEHLO c\r\nMAIL FROM:<a@b>\r\n");
+        drain(&mut s, &mut events);
+        assert_eq!(
+            summary(&events),
+            ["503 5.5.1", "503 5.5.1", "?helo c", "250", "?mail", "250 2.1.0"]
+        );
+        assert!(!has(&ehlo_keywords(&events), "STARTTLS"));
+        events.clear();
+        s.feed(b"RCPT TO:<u@mx.test>\r\nDATA\r\n.\r\n");
+        drain(&mut s, &mut events);
+        let (envelope, _) = &messages(&events)[0];
+        assert_eq!(envelope.tls, Some(tls13()));
+        assert_eq!(envelope.authenticated, None);
+        assert_eq!(envelope.protocol(), "ESMTPS");
+    }
+
+    #[test]
+    fn starttls_split_at_every_offset_still_discards() {
+        let input = b"STARTTLS\r\nMAIL FROM:<x@y>\r\n";
+        for split in 0..=input.len() {
+            let mut s = Session::new(submission());
+            let mut events = Vec::new();
+            s.feed(&input[..split]);
+            drain(&mut s, &mut events);
+            s.feed(&input[split..]);
+            drain(&mut s, &mut events);
+            assert_eq!(summary(&events), ["220 2.0.0", "starttls"], "split {split}");
+            s.tls_established(tls13());
+            assert_eq!(s.poll(), None, "split {split}");
+            assert_eq!(s.buffered(), 0, "split {split}");
+        }
+    }
+
+    #[test]
+    fn starttls_refusals() {
+        let starttls = SessionConfig {
+            starttls: true,
+            ..config()
+        };
+        let table: &[(&str, SessionConfig, &str, &[&str])] = &[
+            ("not offered", config(), "STARTTLS\r\n", &["502 5.5.1"]),
+            ("argument", starttls.clone(), "STARTTLS now\r\n", &["501 5.5.4"]),
+            (
+                "inside implicit TLS",
+                SessionConfig {
+                    starttls: true,
+                    ..implicit()
+                },
+                "STARTTLS\r\n",
+                &["503 5.5.1"],
+            ),
+            (
+                "in a transaction",
+                starttls,
+                "EHLO c\r\nMAIL FROM:<a@b>\r\nSTARTTLS\r\n",
+                &["?helo c", "250", "?mail", "250 2.1.0", "503 5.5.1"],
+            ),
+        ];
+        for (name, cfg, input, expected) in table {
+            assert_eq!(
+                summary(&run_with(cfg.clone(), input.as_bytes())),
+                *expected,
+                "{name}"
+            );
+        }
+        // Twice: the second one is inside TLS.
+        let mut s = Session::new(submission());
+        let mut events = run_chunked(&mut s, b"STARTTLS\r\n", 100);
+        s.tls_established(tls13());
+        s.feed(b"STARTTLS\r\nNOOP\r\n");
+        drain(&mut s, &mut events);
+        assert_eq!(
+            summary(&events),
+            ["220 2.0.0", "starttls", "503 5.5.1", "250 2.0.0"]
+        );
+        assert_eq!(replies(&events)[1].to_string(), "503 5.5.1 TLS already active");
+    }
+
+    #[test]
+    fn starttls_resets_authentication() {
+        let cfg = SessionConfig {
+            auth_without_tls: true,
+            ..submission()
+        };
+        let mut s = Session::new(cfg);
+        let input = format!("EHLO c\r\nAUTH PLAIN {}\r\nSTARTTLS\r\n", b64("\0alice\0secret"));
+        let events = run_chunked(&mut s, input.as_bytes(), 1000);
+        assert_eq!(
+            summary(&events),
+            [
+                "?helo c",
+                "250",
+                "?auth PLAIN alice",
+                "235 2.7.0",
+                "220 2.0.0",
+                "starttls"
+            ]
+        );
+        assert_eq!(s.authenticated(), Some("alice"));
+        s.tls_established(tls13());
+        assert_eq!(s.authenticated(), None);
+        let mut events = Vec::new();
+        s.feed(b"EHLO c\r\nMAIL FROM:<a@b>\r\n");
+        drain(&mut s, &mut events);
+        assert_eq!(summary(&events)[2..], ["530 5.7.0"]);
+    }
+
+    #[test]
+    fn auth_dialogues() {
+        let plain = b64("\0alice\0secret");
+        let (user, pass) = (b64("alice"), b64("secret"));
+        let table: Vec<(String, &[&str])> = vec![
+            // PLAIN with and without an initial response.
+            (
+                format!("AUTH PLAIN {plain}\r\n"),
+                &["?auth PLAIN alice", "235 2.7.0"],
+            ),
+            (
+                format!("auth plain\r\n{plain}\r\n"),
+                &["334", "?auth PLAIN alice", "235 2.7.0"],
+            ),
+            // Same authzid as the user is fine.
+            (
+                format!("AUTH PLAIN {}\r\n", b64("alice\0alice\0secret")),
+                &["?auth PLAIN alice", "235 2.7.0"],
+            ),
+            // LOGIN, and LOGIN with the user name as initial response.
+            (
+                format!("AUTH LOGIN\r\n{user}\r\n{pass}\n"),
+                &["334", "334", "?auth LOGIN alice", "235 2.7.0"],
+            ),
+            (
+                format!("AUTH LOGIN {user}\r\n{pass}\r\n"),
+                &["334", "?auth LOGIN alice", "235 2.7.0"],
+            ),
+            // Wrong password, then a retry; a temporary failure.
+            (
+                format!("AUTH PLAIN {}\r\nAUTH PLAIN {plain}\r\n", b64("\0alice\0wrong")),
+                &["?auth PLAIN alice", "535 5.7.8", "?auth PLAIN alice", "235 2.7.0"],
+            ),
+            (
+                format!("AUTH PLAIN {}\r\n", b64("\0alice\0tempfail")),
+                &["?auth PLAIN alice", "454 4.7.0"],
+            ),
+            // Cancelled at each challenge.
+            ("AUTH PLAIN\r\n*\r\n".into(), &["334", "501 5.0.0"]),
+            ("AUTH LOGIN\r\n*\r\n".into(), &["334", "501 5.0.0"]),
+            (
+                format!("AUTH LOGIN\r\n{user}\r\n*\r\n"),
+                &["334", "334", "501 5.0.0"],
+            ),
+            // Bad base64, in the initial response and in a continuation.
+            ("AUTH PLAIN !!!!\r\n".into(), &["501 5.5.2"]),
+            ("AUTH PLAIN\r\nnot base64\r\n".into(), &["334", "501 5.5.2"]),
+            // "=" is an empty initial response: PLAIN cannot be empty.
+            ("AUTH PLAIN =\r\n".into(), &["501 5.5.2"]),
+            // A continuation line is never a command.
+            (
+                "AUTH LOGIN\r\nQUIT\r\nNOOP\r\n".into(),
+                &["334", "501 5.5.2", "250 2.0.0"],
+            ),
+            // Proxy authorization is refused without asking.
+            (
+                format!("AUTH PLAIN {}\r\n", b64("bob\0alice\0secret")),
+                &["535 5.7.8"],
+            ),
+            // Mechanism and syntax errors.
+            ("AUTH CRAM-MD5\r\n".into(), &["504 5.5.4"]),
+            ("AUTH\r\n".into(), &["501 5.5.4"]),
+            (format!("AUTH PLAIN {plain} extra\r\n"), &["501 5.5.4"]),
+            // A second AUTH after success.
+            (
+                format!("AUTH PLAIN {plain}\r\nAUTH LOGIN\r\n"),
+                &["?auth PLAIN alice", "235 2.7.0", "503 5.5.1"],
+            ),
+            // Not during a transaction.
+            (
+                format!("MAIL FROM:<a@b>\r\nAUTH PLAIN {plain}\r\n"),
+                &["?mail", "250 2.1.0", "503 5.5.1"],
+            ),
+        ];
+        for (rest, expected) in &table {
+            let events = run_with(implicit(), format!("EHLO c\r\n{rest}").as_bytes());
+            assert_eq!(summary(&events)[2..], **expected, "{rest:?}");
+        }
+        // The continuation wire forms.
+        let events = run_with(implicit(), b"EHLO c\r\nAUTH PLAIN\r\n*\r\nAUTH LOGIN\r\n");
+        let wire: Vec<u8> = replies(&events)[1..].iter().flat_map(|r| r.to_bytes()).collect();
+        assert_eq!(
+            String::from_utf8(wire).unwrap(),
+            "334 \r\n501 5.0.0 Authentication cancelled\r\n334 VXNlcm5hbWU6\r\n"
+        );
+    }
+
+    #[test]
+    fn auth_is_recorded_and_reaches_the_envelope() {
+        let mut s = Session::new(implicit());
+        let input = format!(
+            "EHLO c\r\nAUTH PLAIN {}\r\nMAIL FROM:<alice@mx.test>\r\n\
+             RCPT TO:<u@mx.test>\r\nDATA\r\nx\r\n.\r\n",
+            b64("\0alice\0secret")
+        );
+        let events = run_chunked(&mut s, input.as_bytes(), 1000);
+        assert_eq!(s.authenticated(), Some("alice"));
+        let (envelope, _) = &messages(&events)[0];
+        assert_eq!(envelope.authenticated.as_deref(), Some("alice"));
+        assert_eq!(envelope.tls, Some(tls13()));
+        assert_eq!(envelope.protocol(), "ESMTPSA");
+        // A failed AUTH leaves the session unauthenticated.
+        let mut s = Session::new(implicit());
+        run_chunked(
+            &mut s,
+            format!("EHLO c\r\nAUTH PLAIN {}\r\n", b64("\0a\0b")).as_bytes(),
+            100,
+        );
+        assert_eq!(s.authenticated(), None);
+    }
+
+    #[test]
+    fn auth_needs_tls_unless_allowed() {
+        let plain = b64("\0alice\0secret");
+        let input = format!("EHLO c\r\nAUTH PLAIN {plain}\r\n");
+        let table: &[(&str, SessionConfig, &[&str])] = &[
+            ("not offered here", config(), &["502 5.5.1"]),
+            ("plaintext", submission(), &["538 5.7.11"]),
+            (
+                "plaintext allowed for development",
+                SessionConfig {
+                    auth_without_tls: true,
+                    ..submission()
+                },
+                &["?auth PLAIN alice", "235 2.7.0"],
+            ),
+            ("implicit TLS", implicit(), &["?auth PLAIN alice", "235 2.7.0"]),
+        ];
+        for (name, cfg, expected) in table {
+            let events = run_with(cfg.clone(), input.as_bytes());
+            assert_eq!(summary(&events)[2..], **expected, "{name}");
+        }
+        // Before EHLO, AUTH is out of sequence (after the 502 check).
+        assert_eq!(summary(&run_with(implicit(), b"AUTH LOGIN\r\n")), ["503 5.5.1"]);
+        // Under STARTTLS, after a new EHLO, it works.
+        let mut s = Session::new(submission());
+        let mut events = run_chunked(&mut s, b"EHLO c\r\nSTARTTLS\r\n", 100);
+        s.tls_established(tls13());
+        s.feed(format!("EHLO c\r\nAUTH PLAIN {plain}\r\n").as_bytes());
+        drain(&mut s, &mut events);
+        assert_eq!(
+            summary(&events)[4..],
+            ["?helo c", "250", "?auth PLAIN alice", "235 2.7.0"]
+        );
+    }
+
+    #[test]
+    fn submission_requires_auth() {
+        let plain = b64("\0alice\0secret");
+        let cfg = SessionConfig {
+            require_auth: true,
+            ..implicit()
+        };
+        let input = format!(
+            "EHLO c\r\nMAIL FROM:<a@b>\r\nAUTH PLAIN {}\r\nMAIL FROM:<a@b>\r\n\
+             AUTH PLAIN {plain}\r\nMAIL FROM:<a@b>\r\n",
+            b64("\0alice\0wrong")
+        );
+        let events = run_with(cfg, input.as_bytes());
+        assert_eq!(
+            summary(&events)[2..],
+            [
+                "530 5.7.0",
+                "?auth PLAIN alice",
+                "535 5.7.8",
+                "530 5.7.0",
+                "?auth PLAIN alice",
+                "235 2.7.0",
+                "?mail",
+                "250 2.1.0"
+            ]
+        );
+        assert_eq!(
+            replies(&events)[1].to_string(),
+            "530 5.7.0 Authentication required"
+        );
+        // Before TLS on a STARTTLS listener the client is told what to do.
+        let events = run_with(submission(), b"EHLO c\r\nMAIL FROM:<a@b>\r\n");
+        assert_eq!(
+            replies(&events)[1].to_string(),
+            "530 5.7.0 Must issue a STARTTLS command first"
+        );
+        // MAIL before EHLO is still a sequence error.
+        assert_eq!(
+            summary(&run_with(submission(), b"MAIL FROM:<a@b>\r\n")),
+            ["503 5.5.1"]
+        );
+    }
+
+    #[test]
+    fn failed_auth_counts_toward_max_errors() {
+        let cfg = SessionConfig {
+            max_errors: 3,
+            ..implicit()
+        };
+        let wrong = b64("\0alice\0wrong");
+        let input =
+            format!("EHLO c\r\nAUTH PLAIN {wrong}\r\nAUTH PLAIN\r\n*\r\nAUTH PLAIN {wrong}\r\nNOOP\r\n");
+        let events = run_with(cfg, input.as_bytes());
+        assert_eq!(
+            summary(&events)[2..],
+            [
+                "?auth PLAIN alice",
+                "535 5.7.8",
+                "334",
+                "501 5.0.0",
+                "?auth PLAIN alice",
+                "535 5.7.8",
+                "421 4.7.0",
+                "close"
+            ]
+        );
+    }
+
+    #[test]
+    fn sasl_line_limits() {
+        let cfg = SessionConfig {
+            max_line_length: 64,
+            ..implicit()
+        };
+        // An AUTH line over max_line_length but within RFC 4954's 12288.
+        let long = "p".repeat(1000);
+        let plain = b64(&format!("\0alice\0{long}"));
+        let events = run_with(
+            cfg.clone(),
+            format!("EHLO c\r\nAUTH PLAIN {plain}\r\nNOOP\r\n").as_bytes(),
+        );
+        assert_eq!(
+            summary(&events)[2..],
+            ["?auth PLAIN alice", "535 5.7.8", "250 2.0.0"]
+        );
+        // Other commands keep the short limit.
+        let events = run_with(cfg.clone(), format!("NOOP {long}\r\nNOOP\r\n").as_bytes());
+        assert_eq!(summary(&events), ["500 5.5.2", "250 2.0.0"]);
+        // A SASL response over 12288 octets is discarded as it streams;
+        // the exchange ends and the session goes on.
+        let mut s = Session::new(cfg);
+        let mut events = run_chunked(&mut s, b"EHLO c\r\nAUTH PLAIN\r\n", 100);
+        for _ in 0..20 {
+            s.feed(&[b'A'; 1000]);
+            drain(&mut s, &mut events);
+            assert!(s.buffered() < MAX_SASL_LINE, "{}", s.buffered());
+        }
+        s.feed(b"AAAA\r\nNOOP\r\n");
+        drain(&mut s, &mut events);
+        assert_eq!(summary(&events)[2..], ["334", "500 5.5.6", "250 2.0.0"]);
+        // Exactly at the limit, CRLF included: read, not discarded.
+        let line = "A".repeat(MAX_SASL_LINE - 2);
+        let events = run_with(
+            implicit(),
+            format!("EHLO c\r\nAUTH PLAIN\r\n{line}\r\n").as_bytes(),
+        );
+        assert_eq!(summary(&events)[2..], ["334", "501 5.5.2"]);
+    }
+
+    /// A dialogue through every SASL path, under implicit TLS.
+    fn sasl_dialogue() -> Vec<u8> {
+        format!(
+            "EHLO c.example\r\nAUTH LOGIN\r\n{}\r\n{}\r\nAUTH PLAIN\r\n*\r\nAUTH plain\r\n!!\r\n\
+             MAIL FROM:<a@b>\r\nAUTH PLAIN\r\n{}\r\nAUTH LOGIN\r\nMAIL FROM:<a@b>\r\n\
+             RCPT TO:<u@mx.test>\r\nDATA\r\nhello\r\n.\r\nQUIT\r\n",
+            b64("alice"),
+            b64("wrong"),
+            b64("\0alice\0secret"),
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn chunk_split_sasl_dialogue_gives_identical_events() {
+        let cfg = SessionConfig {
+            require_auth: true,
+            ..implicit()
+        };
+        let input = sasl_dialogue();
+        let whole = run_with(cfg.clone(), &input);
+        assert_eq!(
+            summary(&whole),
+            [
+                "?helo c.example",
+                "250",
+                "334",
+                "334",
+                "?auth LOGIN alice",
+                "535 5.7.8",
+                "334",
+                "501 5.0.0",
+                "334",
+                "501 5.5.2",
+                "530 5.7.0",
+                "334",
+                "?auth PLAIN alice",
+                "235 2.7.0",
+                "503 5.5.1",
+                "?mail",
+                "250 2.1.0",
+                "?rcpt u@mx.test",
+                "250 2.1.5",
+                "354",
+                "?msg 7",
+                "250 2.0.0",
+                "221 2.0.0",
+                "close"
+            ]
+        );
+        for size in [1, 2, 3, 5, 8, 13, 64, 512] {
+            let mut s = Session::new(cfg.clone());
+            assert_eq!(run_chunked(&mut s, &input, size), whole, "chunk size {size}");
+        }
+    }
+
+    #[test]
+    fn auth_ask_debug_redacts_the_password() {
+        let events = run_with(
+            implicit(),
+            format!("EHLO c\r\nAUTH PLAIN {}\r\n", b64("\0alice\0hunter2")).as_bytes(),
+        );
+        let debug = format!("{events:?}");
+        assert!(debug.contains("alice") && !debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn protocol_names() {
+        let base = Envelope {
+            helo: "c".into(),
+            esmtp: true,
+            from: ReversePath::Null,
+            params: MailParams::default(),
+            rcpts: vec![],
+            authenticated: None,
+            tls: None,
+        };
+        let utf8 = MailParams {
+            smtputf8: true,
+            ..MailParams::default()
+        };
+        let table: &[(bool, bool, bool, bool, &str)] = &[
+            (false, false, false, false, "SMTP"),
+            (false, false, true, true, "SMTP"),
+            (true, false, false, false, "ESMTP"),
+            (true, false, true, false, "ESMTPS"),
+            (true, false, false, true, "ESMTPA"),
+            (true, false, true, true, "ESMTPSA"),
+            (true, true, false, false, "UTF8SMTP"),
+            (true, true, true, false, "UTF8SMTPS"),
+            (true, true, false, true, "UTF8SMTPA"),
+            (true, true, true, true, "UTF8SMTPSA"),
+        ];
+        for &(esmtp, smtputf8, tls, auth, expected) in table {
+            let e = Envelope {
+                esmtp,
+                params: if smtputf8 {
+                    utf8.clone()
+                } else {
+                    MailParams::default()
+                },
+                tls: tls.then(tls13),
+                authenticated: auth.then(|| "alice".to_owned()),
+                ..base.clone()
+            };
+            assert_eq!(e.protocol(), expected, "{esmtp} {smtputf8} {tls} {auth}");
+        }
     }
 }

@@ -112,6 +112,8 @@ pub enum Outcome {
     KvDone,
     /// The counter's new value.
     KvCounter(i64),
+    /// The key holds something that is not a decimal counter.
+    KvNotACounter,
 }
 
 /// Why a write was not committed. Cloneable: one failure answers a whole batch.
@@ -239,7 +241,10 @@ pub fn apply(db: &Database, writes: &[&Write]) -> Result<Vec<Outcome>, StoreErro
                     delta,
                     expires_if_new,
                     now,
-                } => Outcome::KvCounter(kv.increment(plugin, key, *delta, *expires_if_new, *now)?),
+                } => match kv.increment(plugin, key, *delta, *expires_if_new, *now)? {
+                    Some(n) => Outcome::KvCounter(n),
+                    None => Outcome::KvNotACounter,
+                },
             });
         }
     }

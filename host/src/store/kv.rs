@@ -43,28 +43,32 @@ impl<'txn> KvTable<'txn> {
         delta: i64,
         expires_if_new: u64,
         now: u64,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let (current, expires) = match self.t.get((plugin, key))? {
             Some(v) => {
                 let (bytes, exp) = v.value();
                 if exp != 0 && exp <= now {
                     (0, expires_if_new)
                 } else {
-                    (decode_counter(bytes), exp)
+                    match decode_counter(bytes) {
+                        Some(n) => (n, exp),
+                        // Not a counter: refuse this write alone, never the batch.
+                        None => return Ok(None),
+                    }
                 }
             }
             None => (0, expires_if_new),
         };
         let next = current.saturating_add(delta);
         self.t
-            .insert((plugin, key), (next.to_le_bytes().as_slice(), expires))?;
-        Ok(next)
+            .insert((plugin, key), (next.to_string().as_bytes(), expires))?;
+        Ok(Some(next))
     }
 }
 
-/// A counter is 8 little-endian bytes; anything else counts as 0.
-fn decode_counter(bytes: &[u8]) -> i64 {
-    <[u8; 8]>::try_from(bytes).map(i64::from_le_bytes).unwrap_or(0)
+/// Counters are ASCII decimal text, so a plugin's `get` reads the number.
+fn decode_counter(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
 }
 
 /// Reads `key` of `plugin`, `None` if missing or expired at `now`.
@@ -107,6 +111,27 @@ mod tests {
         assert_eq!(out, vec![Outcome::KvCounter(2), Outcome::KvCounter(5)]);
         // The key keeps its first expiry (10): at 10 it restarts from zero.
         assert_eq!(apply(&db, &[&inc(1, 10)]).unwrap(), vec![Outcome::KvCounter(1)]);
+        assert_eq!(
+            get(&db, "p", "n", 11).unwrap().as_deref(),
+            Some(&b"1"[..]),
+            "decimal text"
+        );
+        // A value that is not a counter refuses the increment, not the batch.
+        let text = Write::KvSet {
+            plugin: "p".into(),
+            key: "t".into(),
+            value: b"hello".to_vec(),
+            expires: 0,
+        };
+        let bad = Write::KvIncrement {
+            plugin: "p".into(),
+            key: "t".into(),
+            delta: 1,
+            expires_if_new: 0,
+            now: 11,
+        };
+        let out = apply(&db, &[&text, &bad, &inc(1, 11)]).unwrap();
+        assert_eq!(out[1..], [Outcome::KvNotACounter, Outcome::KvCounter(2)]);
         apply(
             &db,
             &[&Write::KvDelete {

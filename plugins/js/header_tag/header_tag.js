@@ -14,7 +14,9 @@
 // * imports come from 'poczta:plugin/<interface>@0.1.0' (`addHeader`, ...);
 // * enums are strings ('headers', 'info'); variants are `{ tag, val }`
 //   objects ({ tag: 'continue' }, { tag: 'reject', val: { code, enhanced, text } });
-// * a `result` return is the ok value, or a thrown error for `err`;
+// * a `result` return is the ok value; `err` is a thrown string (throwing an
+//   Error object traps); host functions returning `result` throw an error
+//   whose `payload` is the host-error (`{ tag: 'not-granted' }`);
 // * u64 values (now(), raw offsets, sizes) are BigInt.
 
 import { addHeader, addSymbol } from 'poczta:plugin/transaction@0.1.0';

@@ -105,7 +105,12 @@ impl Host for PluginState {
     }
 
     fn score(&mut self) -> wasmtime::Result<f64> {
-        Ok(state::lock(&self.txn).symbols.iter().map(|s| s.weight).sum())
+        Ok(state::lock(&self.txn)
+            .symbols
+            .iter()
+            .map(|s| s.weight)
+            .sum::<f64>()
+            + 0.0)
     }
 
     fn set_note(&mut self, key: String, value: String) -> wasmtime::Result<()> {

@@ -97,6 +97,13 @@ pub fn plugin_configs(config: &Config) -> Vec<PluginConfig> {
     config
         .plugins
         .iter()
+        .filter(|p| {
+            let present = !p.optional || p.path.exists();
+            if !present {
+                tracing::warn!(plugin = %p.name, path = %p.path.display(), "optional plugin not found (build it with plugins/build); running without it");
+            }
+            present
+        })
         .map(|p| PluginConfig {
             name: p.name.clone(),
             path: p.path.clone(),
@@ -136,6 +143,7 @@ pub async fn load(
 ) -> Result<PluginSet, PluginError> {
     let plugins = plugin_configs(config);
     let thresholds = thresholds(config);
+
     if plugins.is_empty() {
         return Ok(PluginSet::empty(thresholds));
     }

@@ -196,3 +196,81 @@ fn sigterm_tells_idle_sessions_and_exits_0() {
     assert!(pop.line().starts_with("-ERR [SYS/TEMP]"), "{}", pop.transcript);
     assert!(server.log().contains("stopped"), "{}", server.log());
 }
+
+/// The README's run command: `poczta serve` on the embedded default (fixed
+/// ports 2525/2587/2110), and the quick-start example config; both from a
+/// scratch directory, so data lands there.
+#[test]
+fn embedded_default_and_quick_start_config_serve() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
+    // The example as shipped, but sharing the tests' compile cache (Python
+    // and JavaScript take tens of seconds to compile) and found from here.
+    let example = std::fs::read_to_string(repo.join("examples/poczta.toml"))
+        .unwrap()
+        .replace(
+            "data_dir = \"./poczta-data\"",
+            &format!(
+                "data_dir = \"./poczta-data\"\nplugin_cache_dir = \"{}\"",
+                cache.display()
+            ),
+        )
+        .replace(
+            "../plugins/dist",
+            &repo.join("plugins/dist").display().to_string(),
+        );
+    for config in [None, Some(example)] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config.map(|text| {
+            let path = dir.path().join("poczta.toml");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
+        let mut cmd = Command::new(POCZTA);
+        cmd.current_dir(dir.path()).arg("serve");
+        if let Some(c) = &config {
+            cmd.arg("--config").arg(c);
+        }
+        let log = dir.path().join("log");
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let addr: std::net::SocketAddr = "127.0.0.1:2525".parse().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let mut up = false;
+        while std::time::Instant::now() < deadline {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                up = true;
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let (mut c, g) = crate::harness::Raw::connect(addr);
+        assert!(up && g.starts_with("220 localhost"), "{config:?}: {g}\n{text}");
+        c.cmd("EHLO c.test");
+        c.cmd("MAIL FROM:<a@b.test>");
+        assert!(c.cmd("RCPT TO:<nobody@localhost>").starts_with("550 5.1.1"));
+        assert!(c.cmd("RCPT TO:<x@elsewhere.test>").starts_with("550 5.7.1"));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if config.is_some() {
+            for p in ["subject-reject", "py-subject-tag", "js-header-tag"] {
+                assert!(
+                    text.contains(&format!("plugin={p}")) && text.contains("plugin loaded"),
+                    "{p}: {text}"
+                );
+            }
+        }
+        assert!(
+            dir.path().join("poczta-data/poczta.redb").exists(),
+            "data in ./poczta-data"
+        );
+    }
+}

@@ -9,6 +9,8 @@ mod harness;
 mod cli;
 /// Crash safety: kill -9 after 250, disconnects mid-DATA.
 mod crash;
+/// DNS through the host, answered by a hickory-server zone on loopback.
+mod dns;
 /// The plugin runtime end to end.
 mod plugins;
 /// POP3 retrieval, deletion rules, locking, login failures.

@@ -130,6 +130,8 @@ pub struct PluginEntry {
     pub memory: usize,
     /// Optional fuel per hook call.
     pub fuel: Option<u64>,
+    /// Skip (with a warning) instead of failing when the file is missing.
+    pub optional: bool,
 }
 
 /// `[scores]`: what the summed plugin score does to a message.
@@ -380,6 +382,7 @@ impl Config {
                 timeout: duration(&key("timeout"), &p.timeout, DEFAULT_PLUGIN_TIMEOUT)?,
                 memory,
                 fuel: p.fuel,
+                optional: p.optional.unwrap_or(false),
             });
         }
         let scores = Scores {

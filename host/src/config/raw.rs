@@ -38,6 +38,7 @@ pub(super) struct RawPlugin {
     pub timeout: Option<DurationValue>,
     pub memory: Option<SizeValue>,
     pub fuel: Option<u64>,
+    pub optional: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

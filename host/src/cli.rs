@@ -9,8 +9,9 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "poczta", version, propagate_version = true)]
 #[command(after_help = "Quick start: `poczta serve` runs on the embedded default \
-(domain `localhost`, SMTP 127.0.0.1:2525, submission 127.0.0.1:2587, POP3 127.0.0.1:2110, \
-data in ./poczta-data). Add a mailbox with `poczta user add alice@localhost`.\n\
+(domain `localhost`, SMTP 127.0.0.1:2525, submission 127.0.0.1:2587 (STARTTLS) and \
+127.0.0.1:2465 (implicit TLS), POP3 127.0.0.1:2110 (STLS) and POP3S 127.0.0.1:2995, \
+data in ./poczta-data, a self-signed certificate generated there). Add a mailbox with `poczta user add alice@localhost`.\n\
 Logging: set RUST_LOG (e.g. RUST_LOG=debug); logs go to stderr.")]
 pub struct Cli {
     /// Config file (TOML). Without it, the embedded default is used.

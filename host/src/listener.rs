@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::task::TaskTracker;
@@ -22,8 +22,12 @@ pub enum Kind {
     Smtp,
     /// Submission from our own users.
     Submission,
+    /// Submission with implicit TLS (RFC 8314, port 465).
+    Submissions,
     /// POP3.
     Pop3,
+    /// POP3 with implicit TLS (RFC 8314, port 995).
+    Pop3s,
 }
 
 impl Kind {
@@ -32,13 +36,15 @@ impl Kind {
             Kind::Smtp => "smtp",
             Kind::Submission => "submission",
             Kind::Pop3 => "pop3",
+            Kind::Submissions => "submissions",
+            Kind::Pop3s => "pop3s",
         }
     }
 
     /// What a client hears when it is over a connection limit.
     fn refusal(self) -> &'static [u8] {
         match self {
-            Kind::Pop3 => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+            Kind::Pop3 | Kind::Pop3s => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
             _ => b"421 4.7.0 Too many connections, try again later\r\n",
         }
     }
@@ -155,14 +161,53 @@ async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     match kind {
-        Kind::Smtp | Kind::Submission => {
+        Kind::Smtp | Kind::Submission | Kind::Submissions => {
             crate::smtp::conn::handle(stream, peer, kind, shared, shutdown).await
         }
-        Kind::Pop3 => crate::pop3::conn::handle(stream, peer, shared, shutdown).await,
+        Kind::Pop3 | Kind::Pop3s => crate::pop3::conn::handle(stream, peer, kind, shared, shutdown).await,
     }
 }
 
 async fn refuse(mut stream: TcpStream, kind: Kind) {
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(kind.refusal())).await;
     let _ = stream.shutdown().await;
+}
+
+/// Runs the server side of a TLS handshake on `stream` with the current
+/// certificate, bounded by `timeout`; `None` (logged) if it fails.
+pub async fn tls_handshake<S>(
+    stream: S,
+    shared: &Shared,
+    timeout: Duration,
+) -> Option<(tokio_rustls::server::TlsStream<S>, crate::tls::TlsInfo)>
+where
+    S: tokio::io::AsyncRead + AsyncWrite + Unpin,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(shared.tls.config());
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            let info = crate::tls::info(tls.get_ref().1);
+            tracing::debug!(version = %info.version, cipher = %info.cipher, "tls established");
+            Some((tls, info))
+        }
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "tls handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!("tls handshake timed out");
+            None
+        }
+    }
+}
+
+/// Writes what a session produced and empties the buffer. Replies are
+/// collected and written when the session needs more input, which is what
+/// RFC 2920 asks of a pipelining server.
+pub async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if !out.is_empty() {
+        stream.write_all(out).await?;
+        out.clear();
+    }
+    stream.flush().await
 }

@@ -204,7 +204,19 @@ fn absolute(p: &Path) -> PathBuf {
 /// How long the watcher waits for a burst of writes to settle.
 const SETTLE: Duration = Duration::from_millis(250);
 
-/// Runs until shutdown: reloads on SIGHUP and on changes to the watched files.
+/// Reads the TLS certificate and key again (SIGHUP, after a renewal): new
+/// handshakes use them, connections in progress keep theirs. A failure is
+/// logged and the old certificate stays.
+pub async fn reload_tls(shared: &Arc<Shared>) {
+    let tls = shared.tls.clone();
+    match tokio::task::spawn_blocking(move || tls.reload()).await {
+        Ok(Ok(())) => tracing::info!(cert = %shared.tls.cert_path().display(), "tls certificate reloaded"),
+        Ok(Err(e)) => tracing::error!(error = %e, "tls reload failed; the current certificate stays"),
+        Err(e) => tracing::error!(error = %e, "tls reload failed; the current certificate stays"),
+    }
+}
+
+/// Runs until shutdown: reloads on SIGHUP (plugins and the TLS certificate) and on changes to the watched files.
 pub async fn reloader(
     shared: Arc<Shared>,
     runtime: Arc<Runtime>,
@@ -230,6 +242,9 @@ pub async fn reloader(
         // Let the rest of a copy or a build finish; fold the burst into one reload.
         tokio::time::sleep(SETTLE).await;
         while rx.try_recv().is_ok() {}
+        if why == "SIGHUP" {
+            reload_tls(&shared).await;
+        }
         reload(&shared, &runtime, &services, &why).await;
     }
 }

@@ -35,6 +35,9 @@ pub enum ServerError {
     /// The DNS resolver could not be set up.
     #[error("{0}")]
     Dns(#[from] crate::dns::DnsError),
+    /// The TLS certificate could not be loaded or generated.
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// A listening address could not be bound.
     #[error("cannot listen on {addr} ({kind}): {source}")]
     Bind {
@@ -68,7 +71,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let runtime = Arc::new(Runtime::new(Some(config.plugin_cache_dir.clone()))?);
     let plugins = policy::load(runtime.clone(), &config, services.clone()).await?;
     policy::log_set(&plugins);
-    let shared = Arc::new(Shared::new(config.clone(), store, plugins));
+    let tls = {
+        let c = config.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::tls::TlsAcceptor::new(
+                &c.hostname,
+                c.tls_cert.as_deref(),
+                c.tls_key.as_deref(),
+                &c.data_dir,
+            )
+        })
+        .await
+        .map_err(|_| StoreError::Closed)??
+    };
+    tracing::info!(cert = %tls.cert_path().display(), "tls certificate loaded");
+    let shared = Arc::new(Shared::new(config.clone(), store, plugins, Arc::new(tls)));
     let admission = Admission::new(
         config.limits.max_connections,
         config.limits.max_connections_per_ip,
@@ -81,6 +98,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         (&config.smtp_listen, Kind::Smtp, "smtp"),
         (&config.submission_listen, Kind::Submission, "submission"),
         (&config.pop3_listen, Kind::Pop3, "pop3"),
+        (&config.submissions_listen, Kind::Submissions, "submissions"),
+        (&config.pop3s_listen, Kind::Pop3s, "pop3s"),
     ] {
         for addr in addrs {
             let l = TcpListener::bind(addr)

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use crate::config::Config;
 use crate::plugin::PluginSet;
 use crate::store::Store;
+use crate::tls::TlsAcceptor;
 
 /// What every connection task may reach.
 pub struct Shared {
@@ -20,6 +21,9 @@ pub struct Shared {
     /// The plugin set; hot reload swaps it whole. A transaction takes a
     /// snapshot (`load_full`) at MAIL FROM and keeps it to the end.
     pub plugins: ArcSwap<PluginSet>,
+    /// The server side of TLS (STARTTLS, STLS, implicit TLS); SIGHUP
+    /// reloads its certificate.
+    pub tls: Arc<TlsAcceptor>,
     /// Maildrops held by a POP3 session (RFC 1939 §8: exclusive access).
     maildrop_locks: Mutex<HashSet<String>>,
     /// Recent failed logins per client IP, for the slowdown.
@@ -33,11 +37,12 @@ const MAX_FAILURE_DELAY: Duration = Duration::from_secs(10);
 
 impl Shared {
     /// Builds the shared state.
-    pub fn new(config: Arc<Config>, store: Store, plugins: PluginSet) -> Self {
+    pub fn new(config: Arc<Config>, store: Store, plugins: PluginSet, tls: Arc<TlsAcceptor>) -> Self {
         Shared {
             config,
             store,
             plugins: ArcSwap::from_pointee(plugins),
+            tls,
             maildrop_locks: Mutex::new(HashSet::new()),
             login_failures: Mutex::new(HashMap::new()),
         }

@@ -26,6 +26,10 @@ pub struct Server {
     pub submission: SocketAddr,
     /// POP3 listener.
     pub pop3: SocketAddr,
+    /// Submission with implicit TLS.
+    pub submissions: SocketAddr,
+    /// POP3 with implicit TLS.
+    pub pop3s: SocketAddr,
     /// The config file.
     pub config: PathBuf,
     starts: u32,
@@ -42,6 +46,7 @@ impl Server {
     pub fn start_with(extra: &str) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let (smtp, submission, pop3) = (free_port(), free_port(), free_port());
+        let (submissions, pop3s) = (free_port(), free_port());
         let config = dir.path().join("poczta.toml");
         let data = dir.path().join("data");
         std::fs::write(
@@ -49,7 +54,8 @@ impl Server {
             format!(
                 "[server]\nhostname = \"mx.example.test\"\ndata_dir = \"{}\"\ndomains = [\"example.test\", \"other.test\"]\nshutdown_timeout = \"5s\"\n\
                  plugin_cache_dir = \"{}\"\n\n\
-                 [smtp]\nlisten = [\"{smtp}\"]\n[submission]\nlisten = [\"{submission}\"]\n[pop3]\nlisten = [\"{pop3}\"]\n\n{extra}\n",
+                 [smtp]\nlisten = [\"{smtp}\"]\n[submission]\nlisten = [\"{submission}\"]\n[pop3]\nlisten = [\"{pop3}\"]\n\
+                 [submissions]\nlisten = [\"{submissions}\"]\n[pop3s]\nlisten = [\"{pop3s}\"]\n\n{extra}\n",
                 data.display(),
                 // Shared by every test: Python and JavaScript components take
                 // tens of seconds to compile; the cache makes that once per run.
@@ -63,6 +69,8 @@ impl Server {
             smtp,
             submission,
             pop3,
+            submissions,
+            pop3s,
             config,
             starts: 0,
         };
@@ -119,9 +127,21 @@ impl Server {
             .expect("start poczta");
         self.child = Some(child);
         let log = self.log_path();
-        for addr in [self.smtp, self.submission, self.pop3] {
+        for addr in [
+            self.smtp,
+            self.submission,
+            self.pop3,
+            self.submissions,
+            self.pop3s,
+        ] {
             wait_for_port(addr, self.child.as_mut().unwrap(), &log);
         }
+    }
+
+    /// The server's certificate (generated into the data dir unless the
+    /// config names one).
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.path().join("data").join("cert.pem")
     }
 
     /// Everything the current process has logged so far.

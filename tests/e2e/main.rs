@@ -17,3 +17,5 @@ mod plugins;
 mod pop3;
 /// SMTP acceptance, limits, hostile input, concurrency.
 mod smtp;
+/// TLS (STARTTLS, STLS, implicit) and SMTP AUTH on submission.
+mod tls;

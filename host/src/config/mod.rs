@@ -88,6 +88,19 @@ pub struct Config {
     pub pop3_listen: Vec<SocketAddr>,
     /// Allow POP3 passwords in clear text from non-loopback clients.
     pub pop3_allow_plaintext: bool,
+    /// `submissions.listen`: submission with implicit TLS (RFC 8314, port 465).
+    pub submissions_listen: Vec<SocketAddr>,
+    /// `pop3s.listen`: POP3 with implicit TLS (RFC 8314, port 995).
+    pub pop3s_listen: Vec<SocketAddr>,
+    /// `submission.auth_without_tls`: offer AUTH on the submission listener
+    /// before STARTTLS (local development only; default false).
+    pub submission_auth_without_tls: bool,
+    /// `tls.cert`: the certificate chain (PEM), relative to the config
+    /// file's directory; with `tls_key`, or neither (then a self-signed
+    /// certificate is generated into `data_dir`).
+    pub tls_cert: Option<PathBuf>,
+    /// `tls.key`: the private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Limits applied to every session.
     pub limits: Limits,
     /// How long a shutdown waits for sessions in flight.
@@ -262,6 +275,23 @@ impl Config {
         let smtp_listen = listen("smtp.listen", raw.smtp.as_ref().map(|l| &l.listen))?;
         let submission_listen = listen("submission.listen", raw.submission.as_ref().map(|l| &l.listen))?;
         let pop3_listen = listen("pop3.listen", raw.pop3.as_ref().map(|l| &l.listen))?;
+        let submissions_listen = listen("submissions.listen", raw.submissions.as_ref().map(|l| &l.listen))?;
+        let pop3s_listen = listen("pop3s.listen", raw.pop3s.as_ref().map(|l| &l.listen))?;
+        let tls_path = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| base.join(p))
+        };
+        let (tls_cert, tls_key) = (tls_path(&raw.tls.cert), tls_path(&raw.tls.key));
+        if tls_cert.is_some() != tls_key.is_some() {
+            let key = if tls_cert.is_some() { "tls.key" } else { "tls.cert" };
+            return Err(err(
+                key,
+                "give both tls.cert and tls.key, or neither (a self-signed certificate is then generated)"
+                    .into(),
+            ));
+        }
 
         let l = &raw.limits;
         let count = |key: &str, v: Option<u64>, default: usize| -> Result<usize, ConfigError> {
@@ -423,6 +453,15 @@ impl Config {
             submission_listen,
             pop3_listen,
             pop3_allow_plaintext: raw.pop3.as_ref().and_then(|p| p.allow_plaintext).unwrap_or(false),
+            submissions_listen,
+            pop3s_listen,
+            submission_auth_without_tls: raw
+                .submission
+                .as_ref()
+                .and_then(|s| s.auth_without_tls)
+                .unwrap_or(false),
+            tls_cert,
+            tls_key,
             limits: Limits {
                 max_line_length,
                 max_message_size,
@@ -535,6 +574,10 @@ mod tests {
         assert_eq!(c.smtp_listen, vec!["127.0.0.1:2525".parse().unwrap()]);
         assert_eq!(c.submission_listen, vec!["127.0.0.1:2587".parse().unwrap()]);
         assert_eq!(c.pop3_listen, vec!["127.0.0.1:2110".parse().unwrap()]);
+        assert_eq!(c.submissions_listen, vec!["127.0.0.1:2465".parse().unwrap()]);
+        assert_eq!(c.pop3s_listen, vec!["127.0.0.1:2995".parse().unwrap()]);
+        assert!(!c.submission_auth_without_tls);
+        assert_eq!((c.tls_cert.as_ref(), c.tls_key.as_ref()), (None, None));
         assert_eq!(c.limits.max_message_size, 25 * 1024 * 1024);
         assert_eq!(c.limits.max_recipients, 100);
     }

@@ -11,9 +11,15 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub smtp: Option<RawListener>,
     #[serde(default)]
-    pub submission: Option<RawListener>,
+    pub submission: Option<RawSubmission>,
+    #[serde(default)]
+    pub submissions: Option<RawListener>,
     #[serde(default)]
     pub pop3: Option<RawPop3>,
+    #[serde(default)]
+    pub pop3s: Option<RawListener>,
+    #[serde(default)]
+    pub tls: RawTls,
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
@@ -72,6 +78,21 @@ pub(super) struct RawServer {
 pub(super) struct RawListener {
     #[serde(default)]
     pub listen: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSubmission {
+    #[serde(default)]
+    pub listen: Vec<String>,
+    pub auth_without_tls: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -22,5 +22,5 @@ wasmtime::component::bindgen!({
     },
 });
 
+pub use self::poczta::plugin::types;
 pub use exports::poczta::plugin::hooks;
-pub use poczta::plugin::types;

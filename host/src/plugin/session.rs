@@ -185,6 +185,13 @@ impl Session {
         &self.set
     }
 
+    /// The connection changed: TLS after STARTTLS, a login after AUTH (or
+    /// none after the reset of STARTTLS). Later hooks see it.
+    pub fn set_conn(&mut self, tls: bool, authenticated: Option<String>) {
+        self.conn.tls = tls;
+        self.conn.authenticated = authenticated;
+    }
+
     /// After TCP accept, before the greeting.
     pub async fn connect(&mut self) -> Decision {
         let conn = self.wit_conn();

@@ -9,90 +9,156 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::session::{Answer, Ask, Event, MaildropEntry, Session, SessionConfig};
+use crate::listener::{Kind, flush, tls_handshake};
 use crate::shared::{MaildropLock, Shared};
 use crate::store::{Folder, Outcome, Write, mailbox, users};
 
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Runs one POP3 connection to its end.
+/// Runs one POP3 connection to its end: implicit TLS first on the
+/// `pop3s` listener, then the session, upgraded in place by STLS.
 pub async fn handle<S>(
+    stream: S,
+    peer: SocketAddr,
+    kind: Kind,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let timeout = shared.config.limits.pop3_timeout;
+    if kind == Kind::Pop3s {
+        let Some((tls, _)) = tls_handshake(stream, &shared, timeout).await else {
+            return;
+        };
+        run(tls, peer, &shared, shutdown, true).await;
+    } else {
+        run(stream, peer, &shared, shutdown, false).await;
+    }
+}
+
+/// How a connection loop ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Closed,
+    /// `+OK Begin TLS negotiation` was sent: run the handshake and go on.
+    StartTls,
+}
+
+/// One connection's session and driver state, kept across STLS.
+struct Conn<'a> {
+    session: Session,
+    peer: SocketAddr,
+    shared: &'a Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    out: Vec<u8>,
+    buf: Vec<u8>,
+    /// Held from a successful login to the end of the connection, however it ends.
+    lock: Option<MaildropLock>,
+    committed: bool,
+}
+
+async fn run<S>(
     mut stream: S,
     peer: SocketAddr,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shared: &Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    implicit_tls: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let secure = peer.ip().is_loopback();
-    let mut session = Session::new(SessionConfig {
+    let session = Session::new(SessionConfig {
+        // Under TLS the session allows clear-text passwords anyway.
         plaintext_allowed: secure || shared.config.pop3_allow_plaintext,
+        tls_available: !implicit_tls,
+        implicit_tls,
         ..SessionConfig::default()
     });
-    let mut out = Vec::with_capacity(1024);
-    session.greeting().write_to(&mut out);
-    let mut buf = vec![0u8; READ_CHUNK];
-    // Held from a successful login to the end of the connection, however it ends.
-    let mut lock: Option<MaildropLock> = None;
-    let mut committed = false;
-
-    'conn: loop {
-        while let Some(event) = session.poll() {
-            match event {
-                Event::Respond(bytes) => out.extend_from_slice(&bytes),
-                Event::Ask(ask) => {
-                    let answer = decide(ask, peer, &shared, &mut lock, &mut committed).await;
-                    session.answer(answer);
-                }
-                Event::Close => {
-                    let _ = flush(&mut stream, &mut out).await;
-                    break 'conn;
-                }
-                // Not offered until TLS is wired (tls_available is off).
-                Event::StartTls => {
-                    let _ = flush(&mut stream, &mut out).await;
-                    break 'conn;
-                }
-            }
-            // A RETR of a big message should not wait for the next read.
-            if out.len() >= READ_CHUNK && flush(&mut stream, &mut out).await.is_err() {
-                break 'conn;
-            }
+    let mut conn = Conn {
+        session,
+        peer,
+        shared,
+        shutdown,
+        out: Vec::with_capacity(1024),
+        buf: vec![0u8; READ_CHUNK],
+        lock: None,
+        committed: false,
+    };
+    conn.session.greeting().write_to(&mut conn.out);
+    if conn.serve(&mut stream).await == End::StartTls {
+        // Everything read was fed to the session, which dropped what
+        // followed STLS: nothing read in clear survives the upgrade.
+        if let Some((mut tls, _)) = tls_handshake(stream, shared, shared.config.limits.pop3_timeout).await {
+            conn.session.tls_established();
+            // STLS is not offered under TLS: no second End::StartTls.
+            let _ = conn.serve(&mut tls).await;
+            let _ = tls.shutdown().await;
         }
-        if flush(&mut stream, &mut out).await.is_err() {
-            break;
-        }
-        let read = tokio::select! {
-            r = tokio::time::timeout(shared.config.limits.pop3_timeout, stream.read(&mut buf)) => r,
-            _ = shutdown.changed() => {
-                session.shutdown().write_to(&mut out);
-                let _ = flush(&mut stream, &mut out).await;
-                break;
-            }
-        };
-        match read {
-            Err(_) => {
-                session.idle_timeout().write_to(&mut out);
-                let _ = flush(&mut stream, &mut out).await;
-                break;
-            }
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => session.feed(&buf[..n]),
-        }
+    } else {
+        let _ = stream.shutdown().await;
     }
-    let _ = stream.shutdown().await;
-    if let Some(user) = session.user() {
-        let (retrieved, deleted) = session.stats();
-        tracing::info!(user, client = %peer.ip(), retrieved, deleted, completed = committed, "pop3 session");
+    if let Some(user) = conn.session.user() {
+        let (retrieved, deleted) = conn.session.stats();
+        tracing::info!(user, client = %peer.ip(), retrieved, deleted, completed = conn.committed, "pop3 session");
     }
-    drop(lock);
+    drop(conn.lock);
 }
 
-async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> std::io::Result<()> {
-    if !out.is_empty() {
-        stream.write_all(out).await?;
-        out.clear();
+impl Conn<'_> {
+    async fn serve<S>(&mut self, stream: &mut S) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let out = &mut self.out;
+        loop {
+            while let Some(event) = self.session.poll() {
+                match event {
+                    Event::Respond(bytes) => out.extend_from_slice(&bytes),
+                    Event::Ask(ask) => {
+                        let answer =
+                            decide(ask, self.peer, self.shared, &mut self.lock, &mut self.committed).await;
+                        self.session.answer(answer);
+                    }
+                    Event::Close => {
+                        let _ = flush(stream, out).await;
+                        return End::Closed;
+                    }
+                    Event::StartTls => {
+                        if flush(stream, out).await.is_err() {
+                            return End::Closed;
+                        }
+                        return End::StartTls;
+                    }
+                }
+                // A RETR of a big message should not wait for the next read.
+                if out.len() >= READ_CHUNK && flush(stream, out).await.is_err() {
+                    return End::Closed;
+                }
+            }
+            if flush(stream, out).await.is_err() {
+                return End::Closed;
+            }
+            let read = tokio::select! {
+                r = tokio::time::timeout(self.shared.config.limits.pop3_timeout, stream.read(&mut self.buf)) => r,
+                _ = self.shutdown.changed() => {
+                    self.session.shutdown().write_to(out);
+                    let _ = flush(stream, out).await;
+                    return End::Closed;
+                }
+            };
+            match read {
+                Err(_) => {
+                    self.session.idle_timeout().write_to(out);
+                    let _ = flush(stream, out).await;
+                    return End::Closed;
+                }
+                Ok(Ok(0)) | Ok(Err(_)) => return End::Closed,
+                // Everything read is fed: the driver keeps no bytes of its own.
+                Ok(Ok(n)) => self.session.feed(&self.buf[..n]),
+            }
+        }
     }
-    stream.flush().await
 }
 
 async fn decide(

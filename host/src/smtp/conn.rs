@@ -12,130 +12,207 @@ use tokio::sync::watch;
 use super::command::{Address, ReversePath};
 use super::received::{ReceivedInfo, received_header, return_path_header};
 use super::reply::{EnhancedCode, Reply};
-use super::session::{Answer, Ask, Envelope, Event, Session, SessionConfig};
-use crate::listener::Kind;
+use super::session::{Answer, Ask, Envelope, Event, Session, SessionConfig, TlsInfo};
+use crate::listener::{Kind, flush, tls_handshake};
 use crate::plugin::{self, ConnInfo, Decision, PluginReply, RcptDecision};
 use crate::shared::Shared;
-use crate::store::{CommitFailure, Folder, Write, queue_id};
+use crate::store::{CommitFailure, Folder, Write, queue_id, users};
 
 /// How much is read from the socket at once. Also bounds what a pipelining
 /// client can make the session buffer beyond one command line.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Runs one SMTP connection to its end.
+/// How a connection loop ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The connection is over (QUIT, error, timeout, shutdown, EOF).
+    Closed,
+    /// The session sent `220` to STARTTLS: run the handshake and go on.
+    StartTls,
+}
+
+/// Runs one SMTP connection to its end: implicit TLS first on the
+/// `submissions` listener, then the session, upgraded in place by STARTTLS.
 pub async fn handle<S>(
-    mut stream: S,
+    stream: S,
     peer: SocketAddr,
     kind: Kind,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if kind == Kind::Submissions {
+        let Some((tls, info)) = tls_handshake(stream, &shared, shared.config.limits.command_timeout).await
+        else {
+            return;
+        };
+        run(tls, peer, kind, &shared, shutdown, Some(info)).await;
+    } else {
+        run(stream, peer, kind, &shared, shutdown, None).await;
+    }
+}
+
+/// The session over `stream`; on STARTTLS the same session goes on over
+/// the TLS stream wrapped around it.
+async fn run<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    kind: Kind,
+    shared: &Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    implicit_tls: Option<TlsInfo>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let limits = &shared.config.limits;
-    let mut session = Session::new(SessionConfig {
+    let submission = matches!(kind, Kind::Submission | Kind::Submissions);
+    let session = Session::new(SessionConfig {
         hostname: shared.config.hostname.clone(),
         max_line_length: limits.max_line_length,
         max_message_size: limits.max_message_size,
         max_recipients: limits.max_recipients,
         max_errors: limits.max_errors,
-        ..SessionConfig::default()
+        starttls: implicit_tls.is_none(),
+        auth: submission,
+        auth_without_tls: shared.config.submission_auth_without_tls,
+        require_auth: submission,
+        implicit_tls: implicit_tls.clone(),
     });
     tracing::debug!(?kind, "connected");
-    let mut out = Vec::with_capacity(1024);
-    let mut policy = Policy::new(&shared, peer, kind);
+    let mut conn = Conn {
+        session,
+        policy: Policy::new(shared, peer, kind, implicit_tls.is_some()),
+        out: Vec::with_capacity(1024),
+        buf: vec![0u8; READ_CHUNK],
+        stopping: false,
+        shutdown,
+    };
 
     // Hook `connect`: before the greeting.
-    if let Some(reply) = refusal(&policy.plugins.connect().await) {
+    if let Some(reply) = refusal(&conn.policy.plugins.connect().await) {
         tracing::info!(client = %peer.ip(), reply = %reply, "connection refused by plugin");
-        reply.write_to(&mut out);
-        let _ = flush(&mut stream, &mut out).await;
+        reply.write_to(&mut conn.out);
+        let _ = flush(&mut stream, &mut conn.out).await;
         let _ = stream.shutdown().await;
         return;
     }
-    session.greeting().write_to(&mut out);
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut stopping = false;
+    conn.session.greeting().write_to(&mut conn.out);
 
-    'conn: loop {
-        while let Some(event) = session.poll() {
-            match event {
-                Event::Reply(reply) => reply.write_to(&mut out),
-                Event::Ask(ask) => {
-                    let answer = policy.decide(ask).await;
-                    session.answer(answer);
-                    if policy.disconnect {
-                        // A plugin said `disconnect`: the session's next event
-                        // is its reply; send it and read nothing more.
-                        if let Some(Event::Reply(reply)) = session.poll() {
-                            reply.write_to(&mut out);
-                        }
-                        let _ = flush(&mut stream, &mut out).await;
-                        break 'conn;
-                    }
-                }
-                Event::Close => {
-                    let _ = flush(&mut stream, &mut out).await;
-                    break 'conn;
-                }
-                // Not offered until the TLS listeners are wired (SessionConfig::starttls is off).
-                Event::StartTls => {
-                    let _ = flush(&mut stream, &mut out).await;
-                    break 'conn;
-                }
-            }
-        }
-        if flush(&mut stream, &mut out).await.is_err() {
-            break;
-        }
-        // Shutdown is honoured between commands, never in the middle of DATA:
-        // a message being received is finished (the server's drain is bounded).
-        if (stopping || *shutdown.borrow()) && !session.in_data() {
-            session.shutdown().write_to(&mut out);
-            let _ = flush(&mut stream, &mut out).await;
-            break;
-        }
-        let timeout = if session.in_data() {
-            limits.data_timeout
-        } else {
-            limits.command_timeout
+    if conn.serve(&mut stream).await == End::StartTls {
+        // The driver feeds the session everything it reads and the session
+        // dropped what followed STARTTLS: nothing read in clear survives.
+        let Some((mut tls, info)) = tls_handshake(stream, shared, limits.command_timeout).await else {
+            return;
         };
-        let read = tokio::select! {
-            r = tokio::time::timeout(timeout, stream.read(&mut buf)) => r,
-            _ = shutdown.changed(), if !stopping => {
-                stopping = true;
-                continue;
-            }
-        };
-        match read {
-            Err(_) => {
-                tracing::info!(in_data = session.in_data(), "idle timeout; closing");
-                session.idle_timeout().write_to(&mut out);
-                let _ = flush(&mut stream, &mut out).await;
-                break;
-            }
-            Ok(Ok(0)) => {
-                if session.in_data() {
-                    // Nothing of a message cut off mid-DATA is kept: it never
-                    // reached the committer.
-                    tracing::info!("client vanished in the middle of a message; nothing stored");
-                }
-                break;
-            }
-            Ok(Ok(n)) => session.feed(&buf[..n]),
-            Ok(Err(_)) => break,
-        }
+        conn.session.tls_established(info);
+        conn.policy.conn_changed(true, None);
+        // STARTTLS is not offered under TLS: a second End::StartTls cannot happen.
+        let _ = conn.serve(&mut tls).await;
+        let _ = tls.shutdown().await;
+    } else {
+        let _ = stream.shutdown().await;
     }
-    let _ = stream.shutdown().await;
     tracing::debug!("disconnected");
 }
 
-async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> std::io::Result<()> {
-    if !out.is_empty() {
-        stream.write_all(out).await?;
-        out.clear();
+/// One connection's session and its driver state, kept across STARTTLS.
+struct Conn<'a> {
+    session: Session,
+    policy: Policy<'a>,
+    out: Vec<u8>,
+    buf: Vec<u8>,
+    stopping: bool,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Conn<'_> {
+    /// Reads, feeds the session and acts on its events until the
+    /// connection ends or the session asks for TLS.
+    async fn serve<S>(&mut self, stream: &mut S) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let shared = self.policy.shared;
+        let limits = &shared.config.limits;
+        let session = &mut self.session;
+        let out = &mut self.out;
+        loop {
+            while let Some(event) = session.poll() {
+                match event {
+                    Event::Reply(reply) => reply.write_to(out),
+                    Event::Ask(ask) => {
+                        let answer = self.policy.decide(ask).await;
+                        session.answer(answer);
+                        self.policy
+                            .conn_changed(session.in_tls(), session.authenticated());
+                        if self.policy.disconnect {
+                            // A plugin said `disconnect`: the session's next event
+                            // is its reply; send it and read nothing more.
+                            if let Some(Event::Reply(reply)) = session.poll() {
+                                reply.write_to(out);
+                            }
+                            let _ = flush(stream, out).await;
+                            return End::Closed;
+                        }
+                    }
+                    Event::Close => {
+                        let _ = flush(stream, out).await;
+                        return End::Closed;
+                    }
+                    Event::StartTls => {
+                        // The 220 goes out in clear; then the handshake.
+                        if flush(stream, out).await.is_err() {
+                            return End::Closed;
+                        }
+                        return End::StartTls;
+                    }
+                }
+            }
+            if flush(stream, out).await.is_err() {
+                return End::Closed;
+            }
+            // Shutdown is honoured between commands, never in the middle of DATA:
+            // a message being received is finished (the server's drain is bounded).
+            if (self.stopping || *self.shutdown.borrow()) && !session.in_data() {
+                session.shutdown().write_to(out);
+                let _ = flush(stream, out).await;
+                return End::Closed;
+            }
+            let timeout = if session.in_data() {
+                limits.data_timeout
+            } else {
+                limits.command_timeout
+            };
+            let read = tokio::select! {
+                r = tokio::time::timeout(timeout, stream.read(&mut self.buf)) => r,
+                _ = self.shutdown.changed(), if !self.stopping => {
+                    self.stopping = true;
+                    continue;
+                }
+            };
+            match read {
+                Err(_) => {
+                    tracing::info!(in_data = session.in_data(), "idle timeout; closing");
+                    session.idle_timeout().write_to(out);
+                    let _ = flush(stream, out).await;
+                    return End::Closed;
+                }
+                Ok(Ok(0)) => {
+                    if session.in_data() {
+                        // Nothing of a message cut off mid-DATA is kept: it never
+                        // reached the committer.
+                        tracing::info!("client vanished in the middle of a message; nothing stored");
+                    }
+                    return End::Closed;
+                }
+                // Everything read is fed: the driver keeps no bytes of its own,
+                // so what followed a STARTTLS is dropped by the session.
+                Ok(Ok(n)) => session.feed(&self.buf[..n]),
+                Ok(Err(_)) => return End::Closed,
+            }
+        }
     }
-    stream.flush().await
 }
 
 /// The reply for a plugin decision that refuses, if it does.
@@ -171,19 +248,21 @@ struct Policy<'a> {
     targets: Vec<Vec<String>>,
     /// A plugin answered `disconnect`: close after this reply.
     disconnect: bool,
+    /// The mailbox the client authenticated as (AUTH), resolved.
+    user: Option<String>,
 }
 
 impl<'a> Policy<'a> {
-    fn new(shared: &'a Arc<Shared>, peer: SocketAddr, kind: Kind) -> Self {
+    fn new(shared: &'a Arc<Shared>, peer: SocketAddr, kind: Kind, tls: bool) -> Self {
         let conn = ConnInfo {
             client_ip: peer.ip(),
             client_port: peer.port(),
             listener: match kind {
-                Kind::Submission => "submission",
+                Kind::Submission | Kind::Submissions => "submission",
                 _ => "smtp",
             }
             .to_owned(),
-            tls: false,
+            tls,
             authenticated: None,
             helo: String::new(),
         };
@@ -196,6 +275,21 @@ impl<'a> Policy<'a> {
             rcpts: Vec::new(),
             targets: Vec::new(),
             disconnect: false,
+            user: None,
+        }
+    }
+
+    /// Keeps the plugins' view of the connection in step with the session
+    /// (TLS after STARTTLS; the login after AUTH, forgotten by STARTTLS).
+    fn conn_changed(&mut self, tls: bool, authenticated: Option<&str>) {
+        if authenticated.is_none() {
+            self.user = None;
+        }
+        let authenticated = authenticated.and(self.user.clone());
+        if self.conn.tls != tls || self.conn.authenticated != authenticated {
+            self.conn.tls = tls;
+            self.conn.authenticated = authenticated;
+            self.plugins.set_conn(tls, self.conn.authenticated.clone());
         }
     }
 
@@ -233,6 +327,23 @@ impl<'a> Policy<'a> {
                 self.answer(d)
             }
             Ask::MailFrom { from, .. } => {
+                if let Some(user) = &self.user {
+                    // An authenticated user sends as themself only.
+                    let own = match &from {
+                        ReversePath::Path(a) => {
+                            format!("{}@{}", a.local, a.domain).eq_ignore_ascii_case(user)
+                        }
+                        ReversePath::Null => false,
+                    };
+                    if !own {
+                        tracing::info!(user = %user, from = ?from, "sender address not owned by the authenticated user");
+                        return Answer::Reject(Reply::new(
+                            553,
+                            EnhancedCode(5, 7, 1),
+                            "Sender address not owned by the authenticated user",
+                        ));
+                    }
+                }
                 // A transaction runs on the plugin set current at its start;
                 // a reload in between takes effect here.
                 let current = self.shared.plugins.load_full();
@@ -246,12 +357,56 @@ impl<'a> Policy<'a> {
                 self.answer(d)
             }
             Ask::Rcpt { to } => self.route_rcpt(&to).await,
-            // Not offered until submission AUTH is wired (SessionConfig::auth is off).
-            Ask::Auth { .. } => Answer::Reject(Reply::auth_temporary_failure()),
+            Ask::Auth {
+                mechanism,
+                username,
+                password,
+                ..
+            } => self.auth(&mechanism, username, password).await,
             Ask::Message { envelope, data } => {
                 let answer = self.store_message(envelope, data).await;
                 self.plugins.end_transaction();
                 answer
+            }
+        }
+    }
+
+    /// Verifies AUTH credentials as POP3 does: the login resolved to a
+    /// user, the password checked on the blocking pool; failures slowed
+    /// down per client IP.
+    async fn auth(&mut self, mechanism: &str, login: String, password: String) -> Answer {
+        let shared = self.shared;
+        let ip = self.peer.ip();
+        let domains = shared.config.domains.clone();
+        let given = login.clone();
+        let verified = shared
+            .store
+            .read(move |db| {
+                let user = users::resolve_login(db, &login, &domains)?;
+                let hash = match &user {
+                    Some(u) => users::get(db, u)?.map(|r| r.password_hash),
+                    None => None,
+                };
+                let ok = crate::auth::verify_password(hash.as_deref(), &password);
+                Ok(if ok { user } else { None })
+            })
+            .await;
+        match verified {
+            Ok(Some(user)) => {
+                shared.login_succeeded(ip);
+                tracing::info!(user = %user, client = %ip, mechanism, "smtp auth succeeded");
+                self.user = Some(user);
+                Answer::Accept
+            }
+            Ok(None) => {
+                let delay = shared.login_failed(ip);
+                tracing::info!(login = %given, client = %ip, mechanism, delay_ms = delay.as_millis() as u64, "smtp auth failed");
+                tokio::time::sleep(delay).await;
+                Answer::Reject(Reply::auth_failed())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "auth look-up failed");
+                Answer::Reject(Reply::auth_temporary_failure())
             }
         }
     }
@@ -293,8 +448,8 @@ impl<'a> Policy<'a> {
     /// The mailbox a recipient names, if it is a local user.
     fn local_mailbox(&self, to: &Address) -> Result<String, Reply> {
         if !to.domain.is_empty() && !self.shared.config.is_local_domain(&to.domain) {
-            tracing::info!(rcpt = %to, "relay denied");
-            return Err(Reply::relay_denied());
+            tracing::info!(rcpt = %to, authenticated = self.user.is_some(), "relay denied");
+            return Err(self.relay_refusal());
         }
         let mailbox = if to.domain.is_empty() {
             // RFC 5321 §4.5.1: the bare postmaster is the first local domain's.
@@ -313,9 +468,26 @@ impl<'a> Policy<'a> {
         };
         if !self.shared.config.is_local_domain(domain) {
             // Forwarding to other domains needs the outbound queue.
-            return Err(Reply::relay_denied());
+            return Err(self.relay_refusal());
         }
         self.check_user(a)
+    }
+
+    /// The refusal of a recipient in another domain. The MX listener never
+    /// relays; an authenticated submission client will, once outbound
+    /// delivery exists.
+    fn relay_refusal(&self) -> Reply {
+        if self.user.is_some() {
+            // TODO(issue 4, outbound queue): queue mail for other domains
+            // from authenticated users instead of refusing it.
+            Reply::new(
+                550,
+                EnhancedCode(5, 7, 1),
+                "Relaying is not available yet: only local recipients are accepted",
+            )
+        } else {
+            Reply::relay_denied()
+        }
     }
 
     fn check_user(&self, mailbox: String) -> Result<String, Reply> {
@@ -421,10 +593,10 @@ impl<'a> Policy<'a> {
                 client_ip: peer.ip(),
                 client_rdns: None,
                 hostname: &shared.config.hostname,
-                protocol: if envelope.esmtp { "ESMTP" } else { "SMTP" },
+                protocol: envelope.protocol(),
                 id: &qid,
                 for_rcpt: single_rcpt.as_deref(),
-                tls: None,
+                tls: envelope.tls.as_ref(),
             },
             crate::clock::unix_secs(),
         );

@@ -1,7 +1,7 @@
 //! The tokio driver of an SMTP session: reads with timeouts, feeds the
 //! sans-IO [`Session`], performs what it asks (routing, storing) and writes
 //! its replies. This is where the plugin hooks of DESIGN.md's message path
-//! will be called: each `Ask` is a hook point.
+//! are called: `connect` before the greeting, then one per `Ask`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -103,7 +103,7 @@ fn bench_parse(c: &mut Criterion) {
     let mut group = c.benchmark_group("message_parse");
     group
         .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+        .measurement_time(Duration::from_secs(3));
     for (name, raw) in &inputs {
         group.throughput(Throughput::Bytes(raw.len() as u64));
         group.bench_with_input(BenchmarkId::new("parsed_message", name), raw, |b, raw| {

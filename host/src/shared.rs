@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::Config;
 use crate::plugin::PluginSet;
-use crate::store::Store;
+use crate::store::{Store, StoreError, users};
 use crate::tls::TlsAcceptor;
 
 /// What every connection task may reach.
@@ -75,6 +75,25 @@ impl Shared {
         entry.1 = now;
         let base = self.config.limits.login_failure_delay;
         base.saturating_mul(entry.0.min(64)).min(MAX_FAILURE_DELAY)
+    }
+
+    /// Checks a login (a full address, or a bare local part when
+    /// unambiguous) and its password; `Ok(Some(user))` on success. The
+    /// look-up and the deliberately slow argon2 run on the blocking pool,
+    /// and an unknown user costs the same verification as a known one.
+    pub async fn verify_login(&self, login: String, password: String) -> Result<Option<String>, StoreError> {
+        let domains = self.config.domains.clone();
+        self.store
+            .read(move |db| {
+                let user = users::resolve_login(db, &login, &domains)?;
+                let hash = match &user {
+                    Some(u) => users::get(db, u)?.map(|r| r.password_hash),
+                    None => None,
+                };
+                let ok = crate::auth::verify_password(hash.as_deref(), &password);
+                Ok(if ok { user } else { None })
+            })
+            .await
     }
 
     /// Forgets the failures of `ip` after a successful login.

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use super::session::{Answer, Ask, Event, MaildropEntry, Session, SessionConfig};
 use crate::listener::{Kind, flush, tls_handshake};
 use crate::shared::{MaildropLock, Shared};
-use crate::store::{Folder, Outcome, Write, mailbox, users};
+use crate::store::{Folder, Outcome, Write, mailbox};
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -212,21 +212,7 @@ async fn login(
     shared: &Arc<Shared>,
     lock: &mut Option<MaildropLock>,
 ) -> Answer {
-    let domains = shared.config.domains.clone();
-    // Resolution, the argon2 verification (deliberately slow) and the listing
-    // run on the blocking pool, never on the async threads.
-    let verified = shared
-        .store
-        .read(move |db| {
-            let user = users::resolve_login(db, &login, &domains)?;
-            let hash = match &user {
-                Some(u) => users::get(db, u)?.map(|r| r.password_hash),
-                None => None,
-            };
-            let ok = crate::auth::verify_password(hash.as_deref(), &password);
-            Ok(if ok { user } else { None })
-        })
-        .await;
+    let verified = shared.verify_login(login, password).await;
     let user = match verified {
         Ok(Some(user)) => user,
         Ok(None) => {

@@ -16,7 +16,7 @@ use super::session::{Answer, Ask, Envelope, Event, Session, SessionConfig, TlsIn
 use crate::listener::{Kind, flush, tls_handshake};
 use crate::plugin::{self, ConnInfo, Decision, PluginReply, RcptDecision};
 use crate::shared::Shared;
-use crate::store::{CommitFailure, Folder, Write, queue_id, users};
+use crate::store::{CommitFailure, Folder, Write, queue_id};
 
 /// How much is read from the socket at once. Also bounds what a pipelining
 /// client can make the session buffer beyond one command line.
@@ -377,20 +377,8 @@ impl<'a> Policy<'a> {
     async fn auth(&mut self, mechanism: &str, login: String, password: String) -> Answer {
         let shared = self.shared;
         let ip = self.peer.ip();
-        let domains = shared.config.domains.clone();
         let given = login.clone();
-        let verified = shared
-            .store
-            .read(move |db| {
-                let user = users::resolve_login(db, &login, &domains)?;
-                let hash = match &user {
-                    Some(u) => users::get(db, u)?.map(|r| r.password_hash),
-                    None => None,
-                };
-                let ok = crate::auth::verify_password(hash.as_deref(), &password);
-                Ok(if ok { user } else { None })
-            })
-            .await;
+        let verified = shared.verify_login(login, password).await;
         match verified {
             Ok(Some(user)) => {
                 shared.login_succeeded(ip);

@@ -25,6 +25,7 @@ pub mod listener;
 pub mod plugin;
 pub mod policy;
 pub mod pop3;
+pub mod queue;
 pub mod sasl;
 pub mod server;
 pub mod shared;

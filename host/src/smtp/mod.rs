@@ -27,6 +27,7 @@
 //! from the driver to this core, never back. TLS reaches the session as
 //! plain facts ([`TlsInfo`]) and one event ([`Event::StartTls`]).
 
+pub mod client;
 pub mod command;
 pub mod conn;
 pub mod data;

@@ -9,6 +9,8 @@
 //! described itself, swap it into `Shared::plugins` atomically; otherwise
 //! log why and keep the old set. Sessions hold an `Arc` of the set they
 //! started a transaction with, so nothing in flight sees a half-changed set.
+//! A reload applies `[[plugins]]` and `[scores]`; other config changes
+//! (listeners, limits) and the list of watched files take a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

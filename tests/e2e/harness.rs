@@ -33,6 +33,8 @@ pub struct Server {
     /// The config file.
     pub config: PathBuf,
     starts: u32,
+    /// TOML appended to the generated config.
+    extra: String,
 }
 
 fn free_port() -> SocketAddr {
@@ -45,39 +47,62 @@ impl Server {
     /// extra TOML appended (e.g. a `[limits]` table).
     pub fn start_with(extra: &str) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("poczta.toml");
+        let unset: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut s = Server {
+            child: None,
+            dir,
+            smtp: unset,
+            submission: unset,
+            pop3: unset,
+            submissions: unset,
+            pop3s: unset,
+            config,
+            starts: 0,
+            extra: extra.to_owned(),
+        };
+        s.pick_ports();
+        s.add_user("alice@example.test", "secret");
+        s.add_user("bob@example.test", "secret");
+        // An ephemeral port picked here can be taken by another test before
+        // the server binds it: pick again (bounded) when that happens.
+        for attempt in 1..=5 {
+            match s.try_spawn() {
+                Ok(()) => return s,
+                Err(log) if attempt < 5 && log.contains("cannot listen") => s.pick_ports(),
+                Err(log) => panic!("poczta did not start:\n{log}"),
+            }
+        }
+        unreachable!()
+    }
+
+    /// Chooses free ports and writes the config for them.
+    fn pick_ports(&mut self) {
         let (smtp, submission, pop3) = (free_port(), free_port(), free_port());
         let (submissions, pop3s) = (free_port(), free_port());
-        let config = dir.path().join("poczta.toml");
-        let data = dir.path().join("data");
+        (
+            self.smtp,
+            self.submission,
+            self.pop3,
+            self.submissions,
+            self.pop3s,
+        ) = (smtp, submission, pop3, submissions, pop3s);
+        let data = self.dir.path().join("data");
         std::fs::write(
-            &config,
+            &self.config,
             format!(
                 "[server]\nhostname = \"mx.example.test\"\ndata_dir = \"{}\"\ndomains = [\"example.test\", \"other.test\"]\nshutdown_timeout = \"5s\"\n\
                  plugin_cache_dir = \"{}\"\n\n\
                  [smtp]\nlisten = [\"{smtp}\"]\n[submission]\nlisten = [\"{submission}\"]\n[pop3]\nlisten = [\"{pop3}\"]\n\
-                 [submissions]\nlisten = [\"{submissions}\"]\n[pop3s]\nlisten = [\"{pop3s}\"]\n\n{extra}\n",
+                 [submissions]\nlisten = [\"{submissions}\"]\n[pop3s]\nlisten = [\"{pop3s}\"]\n\n{}\n",
                 data.display(),
                 // Shared by every test: Python and JavaScript components take
                 // tens of seconds to compile; the cache makes that once per run.
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache").display()
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache").display(),
+                self.extra,
             ),
         )
         .unwrap();
-        let mut s = Server {
-            child: None,
-            dir,
-            smtp,
-            submission,
-            pop3,
-            submissions,
-            pop3s,
-            config,
-            starts: 0,
-        };
-        s.add_user("alice@example.test", "secret");
-        s.add_user("bob@example.test", "secret");
-        s.spawn();
-        s
     }
 
     /// The default test server.
@@ -111,6 +136,14 @@ impl Server {
     }
 
     fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("poczta did not start:\n{log}");
+        }
+    }
+
+    /// Starts the process and waits for its ports; on an early exit,
+    /// returns its log.
+    fn try_spawn(&mut self) -> Result<(), String> {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).unwrap();
         // The CONTRACT form `poczta serve --config FILE` (the CLI tests use
@@ -134,8 +167,9 @@ impl Server {
             self.submissions,
             self.pop3s,
         ] {
-            wait_for_port(addr, self.child.as_mut().unwrap(), &log);
+            wait_for_port(addr, self.child.as_mut().unwrap(), &log)?;
         }
+        Ok(())
     }
 
     /// The server's certificate (generated into the data dir unless the
@@ -216,17 +250,17 @@ impl Drop for Server {
     }
 }
 
-fn wait_for_port(addr: SocketAddr, child: &mut Child, log: &Path) {
+fn wait_for_port(addr: SocketAddr, child: &mut Child, log: &Path) -> Result<(), String> {
     let deadline = Instant::now() + WAIT;
     loop {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
+            return Ok(());
         }
         if let Some(st) = child.try_wait().unwrap() {
-            panic!(
+            return Err(format!(
                 "poczta exited ({st}) before listening on {addr}:\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
-            );
+            ));
         }
         assert!(
             Instant::now() < deadline,
@@ -436,9 +470,20 @@ pub fn plugin(name: &str) -> PathBuf {
 }
 
 /// A `[[plugins]]` TOML entry for an example plugin.
+///
+/// The deadline of a hook call is wall-clock time, host calls included, and
+/// the tests run in parallel on two cores with fsyncs in flight: unless the
+/// test sets its own `timeout` (or tests a hostile plugin, where the 100 ms
+/// default is the point), give the plugin a generous one so a slow moment
+/// does not turn into a tempfail.
 pub fn plugin_entry(name: &str, file: &str, extra: &str) -> String {
+    let timeout = if extra.contains("timeout") || file.starts_with("hostile") {
+        ""
+    } else {
+        "timeout = \"10s\"\n"
+    };
     format!(
-        "[[plugins]]\nname = \"{name}\"\npath = \"{}\"\n{extra}\n",
+        "[[plugins]]\nname = \"{name}\"\npath = \"{}\"\n{timeout}{extra}\n",
         plugin(file).display()
     )
 }

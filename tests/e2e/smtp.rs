@@ -352,10 +352,22 @@ fn size_limits_at_mail_and_at_end_of_data() {
 #[test]
 fn per_ip_connection_limit_answers_421_and_others_are_still_served() {
     let server = Server::start_with("[limits]\nmax_connections_per_ip = 3\n");
-    let held: Vec<_> = (0..3).map(|_| Raw::connect(server.smtp)).collect();
-    for (_, g) in &held {
-        assert!(g.starts_with("220"), "{g}");
+    // The harness's readiness probes may still hold a slot for a moment:
+    // take the three slots as they come free (bounded).
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        if held.len() == 3 {
+            break;
+        }
+        let (c, g) = Raw::connect(server.smtp);
+        if g.starts_with("220") {
+            held.push(c);
+        } else {
+            assert!(g.starts_with("421 4.7.0"), "{g}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
+    assert_eq!(held.len(), 3, "three connections admitted");
     let (mut extra, g) = Raw::connect(server.smtp);
     assert!(g.starts_with("421 4.7.0"), "{g}");
     assert!(extra.closed());

@@ -243,6 +243,9 @@ struct Policy<'a> {
     plugins: plugin::Session,
     /// Accepted recipients of the transaction, as given, lower-cased.
     rcpts: Vec<String>,
+    /// The MAIL FROM address of the transaction (empty for `<>`), for the
+    /// envelope the `rcpt` hook sees.
+    mail_from: String,
     /// Where each accepted recipient is delivered (its mailbox, or the
     /// targets a plugin redirected it to), in RCPT order.
     targets: Vec<Vec<String>>,
@@ -273,6 +276,7 @@ impl<'a> Policy<'a> {
             conn,
             plugins,
             rcpts: Vec::new(),
+            mail_from: String::new(),
             targets: Vec::new(),
             disconnect: false,
             user: None,
@@ -353,6 +357,7 @@ impl<'a> Policy<'a> {
                 self.rcpts.clear();
                 self.targets.clear();
                 let env = self.plugin_envelope(&from);
+                self.mail_from = env.mail_from.clone();
                 let d = self.plugins.mail_from(&env).await;
                 self.answer(d)
             }
@@ -405,7 +410,7 @@ impl<'a> Policy<'a> {
     async fn route_rcpt(&mut self, to: &Address) -> Answer {
         let rcpt = to.to_string();
         let env = plugin::Envelope {
-            mail_from: String::new(),
+            mail_from: self.mail_from.clone(),
             rcpts: self.targets.iter().flatten().cloned().collect(),
         };
         let targets = match self.plugins.rcpt(&env, &rcpt).await {

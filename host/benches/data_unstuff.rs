@@ -7,9 +7,10 @@
 //! wire: CRLF lines of ~70 characters, one line in twelve dot-stuffed,
 //! ending with `CRLF . CRLF`. Throughput is wire bytes per second.
 
-use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Duration;
+
+mod common;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use poczta::smtp::DataReader;
@@ -22,8 +23,7 @@ const MAX_SIZE: usize = 25 * 1024 * 1024;
 
 /// A message of about `size` wire bytes, dot-stuffed, with the terminator.
 fn wire_message(size: usize) -> Vec<u8> {
-    let mut msg = String::with_capacity(size + 128);
-    msg.push_str(
+    common::stuffed_message(
         "From: Jan Nowak <jan.nowak@example.net>\r\n\
          To: Alice Kowalska <alice.kowalska@example.test>\r\n\
          Subject: Quarterly report, draft 3\r\n\
@@ -32,24 +32,8 @@ fn wire_message(size: usize) -> Vec<u8> {
          MIME-Version: 1.0\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\
          \r\n",
-    );
-    let mut i = 0u64;
-    while msg.len() < size {
-        if i % 12 == 5 {
-            let _ = write!(
-                msg,
-                "..line {i} starts with a dot and must be unstuffed by the server\r\n"
-            );
-        } else {
-            let _ = write!(
-                msg,
-                "line {i}: the quick brown fox jumps over the lazy dog, 0123456789\r\n"
-            );
-        }
-        i += 1;
-    }
-    msg.push_str(".\r\n");
-    msg.into_bytes()
+        size,
+    )
 }
 
 /// Feeds `wire` in `CHUNK`s; returns the unstuffed content.

@@ -10,9 +10,10 @@
 //!   message and QUIT, then polled to the end with every `Ask` answered
 //!   `Accept`: the protocol cost of one message, without I/O or storage.
 
-use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Duration;
+
+mod common;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use poczta::smtp::{Answer, Event, Session, SessionConfig, parse_command};
@@ -48,7 +49,7 @@ fn bench_parse_command(c: &mut Criterion) {
 /// characters, some starting with a dot), already dot-stuffed for the wire
 /// and followed by the terminator.
 fn stuffed_message(size: usize) -> Vec<u8> {
-    let mut msg = String::from(
+    common::stuffed_message(
         "Received: from mail-gw01.client.example.net (mail-gw01.client.example.net [192.0.2.10])\r\n\
          \tby mx.example.test with ESMTP; Mon, 2 Jun 2025 10:00:00 +0000\r\n\
          From: Jan Nowak <jan.nowak@example.net>\r\n\
@@ -60,25 +61,8 @@ fn stuffed_message(size: usize) -> Vec<u8> {
          Content-Type: text/plain; charset=utf-8\r\n\
          Content-Transfer-Encoding: 8bit\r\n\
          \r\n",
-    );
-    let mut i = 0;
-    while msg.len() < size {
-        if i % 12 == 5 {
-            // ".hidden" in the content travels as "..hidden" on the wire.
-            let _ = write!(
-                msg,
-                "..line {i} starts with a dot and must be unstuffed by the server\r\n"
-            );
-        } else {
-            let _ = write!(
-                msg,
-                "line {i}: the quick brown fox jumps over the lazy dog, 0123456789\r\n"
-            );
-        }
-        i += 1;
-    }
-    msg.push_str(".\r\n");
-    msg.into_bytes()
+        size,
+    )
 }
 
 fn transaction_bytes(message: &[u8]) -> Vec<u8> {

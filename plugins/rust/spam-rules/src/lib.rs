@@ -1,0 +1,1 @@
+//! spam-rules (in progress)

@@ -58,6 +58,31 @@ pub enum PluginCommand {
     /// the verdicts, the headers it adds and the score. Every capability is
     /// granted; the key-value store is in memory.
     Run(PluginRunArgs),
+    /// Train a plugin's classifier (spam-rules' Bayes) from folders of
+    /// labelled .eml files, into the server's store. Each message goes
+    /// through the plugin's hooks with `"bayes_train": "spam"` or `"ham"`
+    /// added to its config; the kv writes land in one transaction at the
+    /// end (nothing is written if a message fails). Works while the server
+    /// runs.
+    Train(PluginTrainArgs),
+}
+
+/// Arguments of `poczta plugin train`.
+#[derive(Debug, Args)]
+pub struct PluginTrainArgs {
+    /// The server's config file (default: the global --config, else the
+    /// embedded default).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The `[[plugins]]` entry to train, by its `name`.
+    #[arg(long, value_name = "NAME")]
+    pub plugin: String,
+    /// A folder of spam .eml files; repeat for several.
+    #[arg(long, value_name = "DIR")]
+    pub spam: Vec<PathBuf>,
+    /// A folder of ham .eml files; repeat for several.
+    #[arg(long, value_name = "DIR")]
+    pub ham: Vec<PathBuf>,
 }
 
 /// Arguments of `poczta plugin run`.

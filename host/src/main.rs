@@ -12,7 +12,7 @@ use clap::Parser;
 use poczta::Config;
 use poczta::store::{self, StoreError, users};
 
-use cli::{Cli, Command, PasswordArgs, PluginCommand, PluginRunArgs, UserCommand};
+use cli::{Cli, Command, PasswordArgs, PluginCommand, PluginRunArgs, PluginTrainArgs, UserCommand};
 
 /// An error that maps to exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Plugin(cmd) = cli.command {
-        return plugin(cmd);
+        return plugin(cmd, cli.config);
     }
     let path = match &cli.command {
         Command::Serve { config: Some(p) } => Some(p.clone()),
@@ -68,7 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn plugin(cmd: PluginCommand) -> anyhow::Result<()> {
+fn plugin(cmd: PluginCommand, config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     use poczta::plugin::{self, Runtime};
     let runtime = Runtime::new(None)?;
     match cmd {
@@ -81,7 +81,94 @@ fn plugin(cmd: PluginCommand) -> anyhow::Result<()> {
             let report = plugin_run(&runtime, args)?;
             print!("{report}");
         }
+        PluginCommand::Train(args) => plugin_train(&runtime, args, config)?,
     }
+    Ok(())
+}
+
+/// `poczta plugin train`: runs the plugin in training mode over the
+/// labelled folders, then commits its kv writes in one transaction.
+fn plugin_train(
+    runtime: &poczta::plugin::Runtime,
+    args: PluginTrainArgs,
+    global_config: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use poczta::plugin::train::{self, BufferedKv, Label};
+    let config = match args.config.or(global_config) {
+        Some(path) => Config::load(&path)?,
+        None => Config::embedded_default(),
+    };
+    let plugin = poczta::policy::plugin_configs(&config)
+        .into_iter()
+        .find(|p| p.name == args.plugin)
+        .ok_or_else(|| {
+            UsageError(format!(
+                "no [[plugins]] entry named {:?} in {}",
+                args.plugin, config.origin
+            ))
+        })?;
+    let mut examples = Vec::new();
+    for (label, dirs) in [(Label::Spam, &args.spam), (Label::Ham, &args.ham)] {
+        for dir in dirs {
+            let files = train::eml_files(dir)
+                .map_err(|e| UsageError(format!("cannot read {}: {e}", dir.display())))?;
+            examples.extend(files.into_iter().map(|f| (label, f)));
+        }
+    }
+    if examples.is_empty() {
+        return Err(UsageError("no .eml files given (--spam DIR, --ham DIR)".into()).into());
+    }
+    let db = std::sync::Arc::new(
+        store::open_database(&config.database_path())
+            .with_context(|| format!("opening {}", config.database_path().display()))?,
+    );
+    let reader = std::sync::Arc::clone(&db);
+    let kv = BufferedKv::new(Box::new(move |p: &str, k: &str, now: u64| {
+        store::kv::get(&reader, p, k, now).map_err(|e| e.to_string())
+    }));
+    let dns = std::sync::Arc::new(poczta::dns::Resolver::new(
+        &poczta::dns::ResolverConfig::default(),
+    )?);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let backend: std::sync::Arc<dyn poczta::plugin::KvBackend> = kv.clone();
+    let report = rt
+        .block_on(train::train(runtime, &plugin, examples, backend, dns))
+        .map_err(|e| UsageError(format!("{}: {e}", plugin.path.display())))?;
+    if !report.failed.is_empty() {
+        for (file, cause) in &report.failed {
+            eprintln!("poczta: {}: {cause}", file.display());
+        }
+        return Err(anyhow!(
+            "{} message(s) failed; nothing was written",
+            report.failed.len()
+        ));
+    }
+    let writes: Vec<store::Write> = kv
+        .changes()
+        .into_iter()
+        .map(|c| match c.value {
+            Some((value, expires)) => store::Write::KvSet {
+                plugin: c.plugin,
+                key: c.key,
+                value,
+                expires,
+            },
+            None => store::Write::KvDelete {
+                plugin: c.plugin,
+                key: c.key,
+            },
+        })
+        .collect();
+    store::committer::apply(&db, &writes.iter().collect::<Vec<_>>())?;
+    eprintln!(
+        "trained {}: {} spam, {} ham; {} key(s) written",
+        plugin.name,
+        report.spam,
+        report.ham,
+        writes.len()
+    );
     Ok(())
 }
 

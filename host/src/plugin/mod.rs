@@ -39,6 +39,7 @@ mod loader;
 mod message;
 pub mod runner;
 mod session;
+pub mod train;
 mod state;
 #[cfg(test)]
 mod tests;

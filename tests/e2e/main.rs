@@ -13,6 +13,8 @@ mod crash;
 mod dns;
 /// The plugin runtime end to end.
 mod plugins;
+/// The policy plugins dnsbl, antivirus and bulk-limit through the server.
+mod policy_av;
 /// POP3 retrieval, deletion rules, locking, login failures.
 mod pop3;
 /// SMTP acceptance, limits, hostile input, concurrency.

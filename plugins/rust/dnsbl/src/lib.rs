@@ -453,14 +453,34 @@ fn check_zones(settings: &Settings, ip: IpAddr) -> Option<Verdict> {
     None
 }
 
+/// What a PTR answer means for the `check_ptr` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ptr {
+    /// The client has a reverse name.
+    Named,
+    /// No PTR record: the symbol applies.
+    Missing,
+    /// The look-up failed: no finding (logged).
+    Unknown(String),
+}
+
+/// Classifies the result of the PTR look-up.
+pub fn ptr_outcome(r: Result<Vec<String>, poczta_plugin::HostError>) -> Ptr {
+    match r {
+        Ok(names) if names.iter().all(|n| n.trim().is_empty()) => Ptr::Missing,
+        Ok(_) => Ptr::Named,
+        Err(e) => Ptr::Unknown(e.text()),
+    }
+}
+
 fn check_ptr(settings: &Settings, ip: IpAddr) {
-    match dns::lookup_ptr(&ip.to_string()) {
-        Ok(names) if names.is_empty() => {
+    match ptr_outcome(dns::lookup_ptr(&ip.to_string())) {
+        Ptr::Missing => {
             let c = &settings.config;
             poczta_plugin::add_symbol(&c.ptr_symbol, c.ptr_weight, &format!("{ip} has no reverse DNS"));
         }
-        Ok(_) => {}
-        Err(e) => poczta_plugin::warn(format!("PTR look-up of {ip} failed ({}); not scoring", e.text())),
+        Ptr::Named => {}
+        Ptr::Unknown(e) => poczta_plugin::warn(format!("PTR look-up of {ip} failed ({e}); not scoring")),
     }
 }
 
@@ -657,6 +677,17 @@ mod tests {
         let long = "x".repeat(1000) + "\r\n";
         let t = reject_text(ip("127.0.0.2"), "z", Some(&long));
         assert!(t.len() < 300 && !t.contains('\r'));
+    }
+
+    #[test]
+    fn ptr_answers() {
+        use poczta_plugin::HostError;
+        assert_eq!(ptr_outcome(Ok(vec![])), Ptr::Missing);
+        assert_eq!(ptr_outcome(Ok(vec!["mail.example.test".into()])), Ptr::Named);
+        assert_eq!(
+            ptr_outcome(Err(HostError::Timeout)),
+            Ptr::Unknown("timeout".into())
+        );
     }
 
     #[test]

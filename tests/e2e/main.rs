@@ -5,12 +5,23 @@
 
 mod harness;
 
+/// Relay and abuse batteries: open-relay probes on every listener, SMTP
+/// smuggling, TLS injection, length bombs, garbage, connection limits,
+/// brute force.
+mod abuse;
 /// Command line and configuration: exit codes, help, user management.
 mod cli;
 /// Crash safety: kill -9 after 250, disconnects mid-DATA.
 mod crash;
 /// DNS through the host, answered by a hickory-server zone on loopback.
 mod dns;
+/// The fuzz target bodies (fuzz/src/bodies.rs), compiled here so that
+/// `cargo test` replays the committed corpora (fuzz/corpus) without nightly.
+#[path = "../../fuzz/src/bodies.rs"]
+mod fuzz_bodies;
+/// Hostile plugins: each failure mode is contained, logged and answered
+/// with the plugin's on_error while other sessions are served.
+mod hostile;
 /// The plugin runtime end to end.
 mod plugins;
 /// The policy plugins dnsbl, antivirus and bulk-limit through the server.

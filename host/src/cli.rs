@@ -40,9 +40,41 @@ pub enum Command {
     /// Manage mailbox users (works whether or not the server is running).
     #[command(subcommand)]
     User(UserCommand),
+    /// Inspect the outbound queue, retry or delete queued messages
+    /// (through the running server's admin socket, or the database when
+    /// the server is stopped).
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Inspect and try out WebAssembly plugins without a server.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+/// `poczta queue …`
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// One line per queued message: queue id, age, sender, and each
+    /// pending recipient with its attempts and last reply.
+    List {
+        /// Print the records as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything about one queued message, with its header section.
+    Show {
+        /// The queue id (as `queue list` prints it).
+        id: String,
+    },
+    /// Try a message's pending recipients now (`all`: every message).
+    Retry {
+        /// The queue id, or `all`.
+        id: String,
+    },
+    /// Remove a message from the queue without a bounce.
+    Delete {
+        /// The queue id.
+        id: String,
+    },
 }
 
 /// `poczta plugin …`

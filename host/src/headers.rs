@@ -50,6 +50,37 @@ pub fn edit(raw: &[u8], remove: &[String], add: &[(String, String)]) -> Vec<u8> 
     out
 }
 
+/// The `Message-ID` and `Date` fields a submitted message lacks (RFC 6409
+/// §8.3), to prepend: the id is `<queue id>.<time>@<hostname>`.
+pub fn missing_submission_headers(
+    raw: &[u8],
+    queue_id: &str,
+    hostname: &str,
+    now: i64,
+) -> Vec<(String, String)> {
+    let mut has_id = false;
+    let mut has_date = false;
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            let name = trim_ascii(&line[..colon]);
+            has_id |= name.eq_ignore_ascii_case(b"message-id");
+            has_date |= name.eq_ignore_ascii_case(b"date");
+        }
+    }
+    let mut add = Vec::new();
+    if !has_id {
+        add.push(("Message-ID".to_owned(), format!("<{queue_id}.{now}@{hostname}>")));
+    }
+    if !has_date {
+        add.push(("Date".to_owned(), crate::smtp::received::rfc5322_date(now)));
+    }
+    add
+}
+
 fn trim_ascii(b: &[u8]) -> &[u8] {
     let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
     let end = b
@@ -73,6 +104,16 @@ pub fn is_valid_field(name: &str, value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn submission_headers_only_when_missing() {
+        let both = b"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nmessage-ID: <x@y>\r\n\r\nDate: in body\r\n";
+        assert!(missing_submission_headers(both, "Q", "h.test", 0).is_empty());
+        let none = b"Subject: hi\r\n\r\nMessage-ID: <in body>\r\n";
+        let add = missing_submission_headers(none, "Q", "h.test", 0);
+        assert_eq!(add[0], ("Message-ID".into(), "<Q.0@h.test>".into()));
+        assert_eq!(add[1].0, "Date");
+    }
 
     #[test]
     fn removes_folded_fields_and_prepends() {

@@ -16,6 +16,7 @@
 //! Dependencies point one way: `server` → `smtp`/`pop3` drivers → `store`,
 //! `auth`, `config`. The sans-IO cores import nothing of tokio or redb.
 
+pub mod admin;
 pub mod auth;
 pub mod clock;
 pub mod config;

@@ -12,7 +12,9 @@ use clap::Parser;
 use poczta::Config;
 use poczta::store::{self, StoreError, users};
 
-use cli::{Cli, Command, PasswordArgs, PluginCommand, PluginRunArgs, PluginTrainArgs, UserCommand};
+use cli::{
+    Cli, Command, PasswordArgs, PluginCommand, PluginRunArgs, PluginTrainArgs, QueueCommand, UserCommand,
+};
 
 /// An error that maps to exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -64,8 +66,70 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { .. } => serve(config),
         Command::User(cmd) => user(config, cmd),
+        Command::Queue(cmd) => queue(config, cmd),
         Command::Plugin(_) => unreachable!("handled above"),
     }
+}
+
+/// `poczta queue …`: through the admin socket of a running server, else
+/// on the database.
+fn queue(config: Config, cmd: QueueCommand) -> anyhow::Result<()> {
+    let (name, id, json_out) = match &cmd {
+        QueueCommand::List { json } => ("queue-list", String::new(), *json),
+        QueueCommand::Show { id } => ("queue-show", id.clone(), true),
+        QueueCommand::Retry { id } => ("queue-retry", id.clone(), false),
+        QueueCommand::Delete { id } => ("queue-delete", id.clone(), false),
+    };
+    let reply = match poczta::admin::request(&config.data_dir, name, &id) {
+        Some(r) => r.context("talking to the running server's admin socket")?,
+        None => {
+            let db = store::open_database(&config.database_path())
+                .with_context(|| format!("opening {}", config.database_path().display()))?;
+            poczta::admin::offline(&db, name, &id)?
+        }
+    };
+    if reply.get("ok").and_then(serde_json::Value::as_bool) != Some(true) {
+        let error = reply
+            .get("error")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("failed");
+        return Err(UsageError(error.to_owned()).into());
+    }
+    match cmd {
+        QueueCommand::List { .. } if !json_out => {
+            let now = poczta::clock::unix_secs();
+            let records = reply["queue"].as_array().cloned().unwrap_or_default();
+            for r in &records {
+                let age = now - r["arrival"].as_i64().unwrap_or(now);
+                let sender = r["sender"].as_str().filter(|s| !s.is_empty()).unwrap_or("<>");
+                println!(
+                    "{}  {:>6}s  from {sender}",
+                    r["queue_id"].as_str().unwrap_or("?"),
+                    age
+                );
+                for rc in r["rcpts"].as_array().into_iter().flatten() {
+                    println!(
+                        "    {:<9} {}  attempts {}  {}",
+                        rc["state"].as_str().unwrap_or("?"),
+                        rc["address"].as_str().unwrap_or("?"),
+                        rc["attempts"].as_u64().unwrap_or(0),
+                        rc["last_reply"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            eprintln!("{} message(s) queued", records.len());
+        }
+        QueueCommand::List { .. } => println!("{}", reply["queue"]),
+        QueueCommand::Show { .. } => println!("{}", serde_json::to_string_pretty(&reply)?),
+        QueueCommand::Retry { id } | QueueCommand::Delete { id } => {
+            let found = reply["found"].as_u64().unwrap_or(0);
+            if found == 0 && id != "all" {
+                return Err(UsageError(format!("{id} is not in the queue")).into());
+            }
+            eprintln!("{name}: {found} message(s)");
+        }
+    }
+    Ok(())
 }
 
 fn plugin(cmd: PluginCommand, config: Option<std::path::PathBuf>) -> anyhow::Result<()> {

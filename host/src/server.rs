@@ -66,7 +66,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     })?);
     let services = Services {
         kv: policy::StoreKv::new(store.clone()),
-        dns: resolver,
+        dns: resolver.clone(),
     };
     let runtime = Arc::new(Runtime::new(Some(config.plugin_cache_dir.clone()))?);
     let plugins = policy::load(runtime.clone(), &config, services.clone()).await?;
@@ -85,7 +85,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .map_err(|_| StoreError::Closed)??
     };
     tracing::info!(cert = %tls.cert_path().display(), "tls certificate loaded");
-    let shared = Arc::new(Shared::new(config.clone(), store, plugins, Arc::new(tls)));
+    let queue = crate::queue::Queue::new(store.clone(), config.clone(), resolver.clone())?;
+    let shared = Arc::new(Shared::new(
+        config.clone(),
+        store,
+        plugins,
+        Arc::new(tls),
+        queue.clone(),
+    ));
     let admission = Admission::new(
         config.limits.max_connections,
         config.limits.max_connections_per_ip,
@@ -120,6 +127,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             )));
         }
     }
+    // Without the socket (a data_dir path too long for one, say) the server
+    // still runs; `poczta queue` then works on the database directly.
+    let admin_task = match crate::admin::bind(&config.data_dir) {
+        Ok(l) => Some(tokio::spawn(crate::admin::run(
+            l,
+            shared.clone(),
+            stop_rx.clone(),
+        ))),
+        Err(e) => {
+            tracing::warn!(error = %e, "no admin channel");
+            None
+        }
+    };
+    let queue_task = tokio::spawn(queue.clone().run(stop_rx.clone()));
+    drop(queue);
     let reloader = tokio::spawn(policy::reloader(
         shared.clone(),
         runtime.clone(),
@@ -141,6 +163,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let _ = l.await;
     }
     let _ = reloader.await;
+    let _ = queue_task.await;
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
     tracker.close();
     if tokio::time::timeout(config.shutdown_timeout, tracker.wait())
         .await

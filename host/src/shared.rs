@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::Config;
 use crate::plugin::PluginSet;
+use crate::queue::Queue;
 use crate::store::{Store, StoreError, users};
 use crate::tls::TlsAcceptor;
 
@@ -24,10 +25,20 @@ pub struct Shared {
     /// The server side of TLS (STARTTLS, STLS, implicit TLS); SIGHUP
     /// reloads its certificate.
     pub tls: Arc<TlsAcceptor>,
+    /// The outbound queue: sessions wake it after queuing a message.
+    pub queue: Arc<Queue>,
     /// Maildrops held by a POP3 session (RFC 1939 §8: exclusive access).
     maildrop_locks: Mutex<HashSet<String>>,
-    /// Recent failed logins per client IP, for the slowdown.
-    login_failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Recent failed logins per client IP and per account, for the slowdown.
+    login_failures: Mutex<HashMap<FailureKey, (u32, Instant)>>,
+}
+
+/// What failed logins are counted by: a client guessing many accounts, and
+/// many clients guessing one account, are both slowed down.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum FailureKey {
+    Ip(IpAddr),
+    Account(String),
 }
 
 /// Failures older than this are forgotten.
@@ -37,12 +48,19 @@ const MAX_FAILURE_DELAY: Duration = Duration::from_secs(10);
 
 impl Shared {
     /// Builds the shared state.
-    pub fn new(config: Arc<Config>, store: Store, plugins: PluginSet, tls: Arc<TlsAcceptor>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        plugins: PluginSet,
+        tls: Arc<TlsAcceptor>,
+        queue: Arc<Queue>,
+    ) -> Self {
         Shared {
             config,
             store,
             plugins: ArcSwap::from_pointee(plugins),
             tls,
+            queue,
             maildrop_locks: Mutex::new(HashSet::new()),
             login_failures: Mutex::new(HashMap::new()),
         }
@@ -59,22 +77,32 @@ impl Shared {
         })
     }
 
-    /// Records a failed login from `ip`; returns how long to wait before answering.
-    pub fn login_failed(&self, ip: IpAddr) -> Duration {
+    /// Records a failed login from `ip` for the login name `account`;
+    /// returns how long to wait before answering: it grows with the
+    /// failures of the IP or of the account, whichever has more. Only
+    /// failures wait, so nobody can lock a user out with bad guesses.
+    pub fn login_failed(&self, ip: IpAddr, account: &str) -> Duration {
         let now = crate::clock::instant();
         let mut map = self.login_failures.lock().expect("lock poisoned");
         if map.len() > 10_000 {
             // Bounded memory under a distributed brute force.
             map.retain(|_, (_, t)| now.duration_since(*t) < FAILURE_MEMORY);
+            if map.len() > 10_000 {
+                map.clear();
+            }
         }
-        let entry = map.entry(ip).or_insert((0, now));
-        if now.duration_since(entry.1) >= FAILURE_MEMORY {
-            *entry = (0, now);
+        let mut count = 0;
+        for key in [FailureKey::Ip(ip), FailureKey::Account(account.to_lowercase())] {
+            let entry = map.entry(key).or_insert((0, now));
+            if now.duration_since(entry.1) >= FAILURE_MEMORY {
+                *entry = (0, now);
+            }
+            entry.0 = entry.0.saturating_add(1);
+            entry.1 = now;
+            count = count.max(entry.0);
         }
-        entry.0 = entry.0.saturating_add(1);
-        entry.1 = now;
         let base = self.config.limits.login_failure_delay;
-        base.saturating_mul(entry.0.min(64)).min(MAX_FAILURE_DELAY)
+        base.saturating_mul(count.min(64)).min(MAX_FAILURE_DELAY)
     }
 
     /// Checks a login (a full address, or a bare local part when
@@ -96,9 +124,13 @@ impl Shared {
             .await
     }
 
-    /// Forgets the failures of `ip` after a successful login.
+    /// Forgets the failures of `ip` after a successful login (the
+    /// account's stay: another client may be the one guessing).
     pub fn login_succeeded(&self, ip: IpAddr) {
-        self.login_failures.lock().expect("lock poisoned").remove(&ip);
+        self.login_failures
+            .lock()
+            .expect("lock poisoned")
+            .remove(&FailureKey::Ip(ip));
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Server {
     starts: u32,
     /// TOML appended to the generated config.
     extra: String,
+    /// `server.hostname` and `server.domains` of the generated config.
+    identity: (String, Vec<String>),
 }
 
 fn free_port() -> SocketAddr {
@@ -46,6 +48,17 @@ impl Server {
     /// Domain `example.test`, users alice and bob (password "secret"), any
     /// extra TOML appended (e.g. a `[limits]` table).
     pub fn start_with(extra: &str) -> Server {
+        Self::start_as(
+            "mx.example.test",
+            &["example.test", "other.test"],
+            &["alice@example.test", "bob@example.test"],
+            extra,
+        )
+    }
+
+    /// A server with its own host name, local domains and users (password
+    /// "secret"), e.g. a second server acting as a remote MX.
+    pub fn start_as(hostname: &str, domains: &[&str], users: &[&str], extra: &str) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("poczta.toml");
         let unset: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -60,10 +73,15 @@ impl Server {
             config,
             starts: 0,
             extra: extra.to_owned(),
+            identity: (
+                hostname.to_owned(),
+                domains.iter().map(|d| d.to_string()).collect(),
+            ),
         };
         s.pick_ports();
-        s.add_user("alice@example.test", "secret");
-        s.add_user("bob@example.test", "secret");
+        for user in users {
+            s.add_user(user, "secret");
+        }
         // An ephemeral port picked here can be taken by another test before
         // the server binds it: pick again (bounded) when that happens.
         for attempt in 1..=5 {
@@ -88,18 +106,30 @@ impl Server {
             self.pop3s,
         ) = (smtp, submission, pop3, submissions, pop3s);
         let data = self.dir.path().join("data");
+        // `submission.KEY = VALUE` lines of `extra` belong in the
+        // [submission] table written here (TOML forbids a second one).
+        let (submission_keys, rest): (Vec<&str>, Vec<&str>) =
+            self.extra.lines().partition(|l| l.starts_with("submission."));
+        let submission_keys: String = submission_keys
+            .iter()
+            .map(|l| format!("{}\n", &l["submission.".len()..]))
+            .collect();
+        let rest = rest.join("\n");
         std::fs::write(
             &self.config,
             format!(
-                "[server]\nhostname = \"mx.example.test\"\ndata_dir = \"{}\"\ndomains = [\"example.test\", \"other.test\"]\nshutdown_timeout = \"5s\"\n\
+                "[server]\nhostname = \"{}\"\ndata_dir = \"{}\"\ndomains = {:?}\nshutdown_timeout = \"5s\"\n\
                  plugin_cache_dir = \"{}\"\n\n\
-                 [smtp]\nlisten = [\"{smtp}\"]\n[submission]\nlisten = [\"{submission}\"]\n[pop3]\nlisten = [\"{pop3}\"]\n\
+                 [smtp]\nlisten = [\"{smtp}\"]\n[submission]\nlisten = [\"{submission}\"]\n{}[pop3]\nlisten = [\"{pop3}\"]\n\
                  [submissions]\nlisten = [\"{submissions}\"]\n[pop3s]\nlisten = [\"{pop3s}\"]\n\n{}\n",
+                self.identity.0,
                 data.display(),
+                self.identity.1,
                 // Shared by every test: Python and JavaScript components take
                 // tens of seconds to compile; the cache makes that once per run.
                 Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache").display(),
-                self.extra,
+                submission_keys,
+                rest,
             ),
         )
         .unwrap();

@@ -22,6 +22,8 @@ mod fuzz_bodies;
 /// Hostile plugins: each failure mode is contained, logged and answered
 /// with the plugin's on_error while other sessions are served.
 mod hostile;
+/// Outbound delivery: the queue, MX routing, retries, bounces, gateway.
+mod outbound;
 /// The plugin runtime end to end.
 mod plugins;
 /// The policy plugins dnsbl, antivirus and bulk-limit through the server.

@@ -4,7 +4,7 @@
 
 mod raw;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,6 +37,167 @@ pub const DEFAULT_POP3_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_LOGIN_FAILURE_DELAY: Duration = Duration::from_millis(500);
 /// How long a shutdown waits for sessions in flight before exiting anyway.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// RFC 5321 §4.5.4.1: retry after at least 30 minutes; Postfix starts at
+/// 5 minutes (`minimal_backoff_time`), which finds a recovered host sooner.
+pub const DEFAULT_RETRY_FIRST: Duration = Duration::from_secs(300);
+/// Postfix's `maximal_backoff_time` is 4000 s; an hour-ish cap.
+pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(4 * 3600);
+/// RFC 5321 §4.5.4.1: give up after at least 4-5 days.
+pub const DEFAULT_QUEUE_MAX_AGE: Duration = Duration::from_secs(5 * 86_400);
+/// Simultaneous outbound connections over all destinations.
+pub const DEFAULT_QUEUE_CONCURRENCY: usize = 20;
+/// RFC 5321 §4.5.3.2 gives 5 minutes for most replies; a connect that takes
+/// more than 30 s is a host to skip for the next MX.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// RFC 5321 §4.5.3.2: the client's per-reply timeouts (5 to 10 minutes).
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often the queue looks for due messages when nothing woke it.
+pub const DEFAULT_QUEUE_POLL: Duration = Duration::from_secs(30);
+/// How long a recipient-verification answer of the next hop is reused.
+pub const DEFAULT_VERIFY_CACHE: Duration = Duration::from_secs(600);
+
+/// STARTTLS policy of outbound connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboundTls {
+    /// Use STARTTLS when offered (RFC 3207; the default, as Postfix's `may`).
+    Opportunistic,
+    /// Deliver only inside TLS.
+    Required,
+    /// Never use STARTTLS.
+    Never,
+}
+
+/// Where a `[[routes]]` entry sends a domain's mail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The destination domain, lower-cased, or `*` for every domain
+    /// without its own route (a smart host).
+    pub domain: String,
+    /// The next hop's host name or IP address.
+    pub host: String,
+    /// The next hop's port.
+    pub port: u16,
+    /// STARTTLS policy for this hop (default: the queue's).
+    pub tls: Option<OutboundTls>,
+}
+
+/// An IP network in CIDR form (`192.0.2.0/24`, `2001:db8::/32`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    /// Parses `addr/prefix` or a bare address (a host network).
+    pub fn parse(s: &str) -> Option<Network> {
+        let (a, p) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = a.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max)?,
+            None => max,
+        };
+        Some(Network { addr, prefix })
+    }
+
+    /// Whether `ip` is inside (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(i) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(i)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(n) & mask == u128::from(i) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `[relay]`: who may send mail to other domains, and the gateway domains.
+#[derive(Clone, Debug, Default)]
+pub struct Relay {
+    /// Clients in these networks may relay without AUTH (`relay.networks`).
+    pub networks: Vec<Network>,
+    /// Gateway domains: accepted from anyone, filtered, and forwarded to
+    /// their route or MX (`relay.domains`).
+    pub domains: Vec<String>,
+    /// Ask the next hop whether a gateway recipient exists before
+    /// accepting it (`relay.verify_recipients`).
+    pub verify_recipients: bool,
+    /// How long such an answer is reused.
+    pub verify_cache: Duration,
+}
+
+/// `[queue]`: outbound delivery.
+#[derive(Clone, Debug)]
+pub struct QueueConfig {
+    /// The delay after the first failed attempt; it doubles per attempt.
+    pub retry_first: Duration,
+    /// The longest delay between attempts.
+    pub retry_max: Duration,
+    /// How long a message is retried before it bounces (`4.4.7`).
+    pub max_age: Duration,
+    /// The SMTP port of MX hosts (25; tests point it elsewhere).
+    pub mx_port: u16,
+    /// The STARTTLS policy.
+    pub tls: OutboundTls,
+    /// Verify the next hop's certificate (off: opportunistic TLS encrypts
+    /// against passive listeners only, as with most MTAs today).
+    pub tls_verify: bool,
+    /// Simultaneous deliveries.
+    pub concurrency: usize,
+    /// Connect time limit per address.
+    pub connect_timeout: Duration,
+    /// Time limit per reply of the next hop.
+    pub command_timeout: Duration,
+    /// How often the queue looks for due messages unprompted.
+    pub poll_interval: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            retry_first: DEFAULT_RETRY_FIRST,
+            retry_max: DEFAULT_RETRY_MAX,
+            max_age: DEFAULT_QUEUE_MAX_AGE,
+            mx_port: 25,
+            tls: OutboundTls::Opportunistic,
+            tls_verify: false,
+            concurrency: DEFAULT_QUEUE_CONCURRENCY,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            command_timeout: DEFAULT_CLIENT_TIMEOUT,
+            poll_interval: DEFAULT_QUEUE_POLL,
+        }
+    }
+}
+
+/// `host:port`, `[v6]:port` or `v6-literal` forms of a next hop.
+fn parse_next_hop(s: &str) -> Option<(String, u16)> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Some((addr.ip().to_string(), addr.port()));
+    }
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    valid.then_some((host, port))
+}
 
 /// A configuration error, naming where it came from and which key is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +276,12 @@ pub struct Config {
     pub path: Option<PathBuf>,
     /// Where compiled plugins are cached (default `<data_dir>/plugin-cache`).
     pub plugin_cache_dir: PathBuf,
+    /// `[[routes]]`: static next hops, by domain (`*`: the smart host).
+    pub routes: Vec<Route>,
+    /// `[relay]`: relay networks and gateway domains.
+    pub relay: Relay,
+    /// `[queue]`: outbound delivery.
+    pub queue: QueueConfig,
 }
 
 /// One `[[plugins]]` entry.
@@ -434,12 +601,118 @@ impl Config {
             timeout: duration("dns.timeout", &raw.dns.timeout, DEFAULT_DNS_TIMEOUT)?,
         };
 
+        let outbound_tls = |key: &str, v: &Option<String>| -> Result<Option<OutboundTls>, ConfigError> {
+            match v.as_deref() {
+                None => Ok(None),
+                Some("opportunistic") | Some("may") => Ok(Some(OutboundTls::Opportunistic)),
+                Some("required") | Some("encrypt") => Ok(Some(OutboundTls::Required)),
+                Some("none") | Some("never") => Ok(Some(OutboundTls::Never)),
+                Some(o) => Err(err(
+                    key,
+                    format!("`{o}`: use \"opportunistic\", \"required\" or \"none\""),
+                )),
+            }
+        };
+        let mut routes: Vec<Route> = Vec::new();
+        for (i, r) in raw.routes.iter().enumerate() {
+            let key = |k: &str| format!("routes[{i}].{k}");
+            let domain = r.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+            if domain.is_empty() || domain.contains('@') || domain.chars().any(char::is_whitespace) {
+                return Err(err(
+                    &key("domain"),
+                    format!("`{}` is not a domain name or `*`", r.domain),
+                ));
+            }
+            if routes.iter().any(|q| q.domain == domain) {
+                return Err(err(&key("domain"), format!("`{domain}` has two routes")));
+            }
+            let (host, port) = parse_next_hop(&r.next_hop).ok_or_else(|| {
+                err(
+                    &key("next_hop"),
+                    format!(
+                        "`{}` is not host:port such as 127.0.0.1:25 or smtp.example.net:587",
+                        r.next_hop
+                    ),
+                )
+            })?;
+            routes.push(Route {
+                domain,
+                host,
+                port,
+                tls: outbound_tls(&key("tls"), &r.tls)?,
+            });
+        }
+        let mut relay_networks = Vec::new();
+        for n in &raw.relay.networks {
+            relay_networks.push(Network::parse(n).ok_or_else(|| {
+                err(
+                    "relay.networks",
+                    format!("`{n}` is not a network such as 192.0.2.0/24 or 2001:db8::/32"),
+                )
+            })?);
+        }
+        let mut relay_domains = Vec::new();
+        for d in &raw.relay.domains {
+            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+            if d.is_empty() || d.contains('@') || d.chars().any(char::is_whitespace) {
+                return Err(err("relay.domains", format!("`{d}` is not a domain name")));
+            }
+            if domains.contains(&d) {
+                return Err(err(
+                    "relay.domains",
+                    format!("`{d}` is also a local domain (server.domains)"),
+                ));
+            }
+            relay_domains.push(d);
+        }
+        let relay = Relay {
+            networks: relay_networks,
+            domains: relay_domains,
+            verify_recipients: raw.relay.verify_recipients.unwrap_or(false),
+            verify_cache: duration(
+                "relay.verify_cache",
+                &raw.relay.verify_cache,
+                DEFAULT_VERIFY_CACHE,
+            )?,
+        };
+        let q = &raw.queue;
+        let queue = QueueConfig {
+            retry_first: duration("queue.retry_first", &q.retry_first, DEFAULT_RETRY_FIRST)?,
+            retry_max: duration("queue.retry_max", &q.retry_max, DEFAULT_RETRY_MAX)?,
+            max_age: duration("queue.max_age", &q.max_age, DEFAULT_QUEUE_MAX_AGE)?,
+            mx_port: match q.mx_port {
+                Some(0) => return Err(err("queue.mx_port", "must be a port number 1-65535".into())),
+                Some(p) => p,
+                None => 25,
+            },
+            tls: outbound_tls("queue.tls", &q.tls)?.unwrap_or(OutboundTls::Opportunistic),
+            tls_verify: q.tls_verify.unwrap_or(false),
+            concurrency: count("queue.concurrency", q.concurrency, DEFAULT_QUEUE_CONCURRENCY)?,
+            connect_timeout: duration(
+                "queue.connect_timeout",
+                &q.connect_timeout,
+                DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            command_timeout: duration(
+                "queue.command_timeout",
+                &q.command_timeout,
+                DEFAULT_CLIENT_TIMEOUT,
+            )?,
+            poll_interval: duration("queue.poll_interval", &q.poll_interval, DEFAULT_QUEUE_POLL)?,
+        };
+        if queue.retry_first.is_zero() {
+            return Err(err("queue.retry_first", "must be at least 1s".into()));
+        }
+
         let data_dir = PathBuf::from(raw.server.data_dir.trim());
         let plugin_cache_dir = match &raw.server.plugin_cache_dir {
             Some(d) => base.join(d.trim()),
             None => data_dir.join("plugin-cache"),
         };
         Ok(Config {
+            routes,
+            relay,
+            queue,
             plugin_cache_dir,
             plugins,
             scores,
@@ -490,6 +763,25 @@ impl Config {
         })
     }
 
+    /// Whether mail for `domain` is relayed by this gateway
+    /// (`relay.domains`; exact, case-insensitive).
+    pub fn is_relay_domain(&self, domain: &str) -> bool {
+        self.relay.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// Whether a client at `ip` may relay without authenticating.
+    pub fn is_relay_client(&self, ip: IpAddr) -> bool {
+        self.relay.networks.iter().any(|n| n.contains(ip))
+    }
+
+    /// The static route for `domain`: its own, else the `*` smart host.
+    pub fn route_for(&self, domain: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| r.domain.eq_ignore_ascii_case(domain))
+            .or_else(|| self.routes.iter().find(|r| r.domain == "*"))
+    }
+
     /// Whether `domain` is one of ours (ASCII case-insensitive, exact:
     /// a trailing dot or a subdomain is a different domain).
     pub fn is_local_domain(&self, domain: &str) -> bool {
@@ -516,9 +808,10 @@ fn parse_duration(v: &DurationValue) -> Result<Duration, String> {
             let d = match unit.trim() {
                 "ms" => Duration::from_millis(n),
                 "" | "s" => Duration::from_secs(n),
-                "m" | "min" => Duration::from_secs(n * 60),
-                "h" => Duration::from_secs(n * 3600),
-                _ => return Err(format!("`{t}`: unknown unit (use ms, s, m or h)")),
+                "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
+                "h" => Duration::from_secs(n.saturating_mul(3600)),
+                "d" => Duration::from_secs(n.saturating_mul(86_400)),
+                _ => return Err(format!("`{t}`: unknown unit (use ms, s, m, h or d)")),
             };
             if d.is_zero() {
                 return Err("must be longer than zero".into());
@@ -565,6 +858,82 @@ fn parse_size(v: &SizeValue) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MINIMAL: &str = "[server]\nhostname = \"h.test\"\ndata_dir = \"d\"\ndomains = [\"example.test\"]\n";
+
+    #[test]
+    fn routes_relay_and_queue_resolve() {
+        let c = Config::parse(
+            &format!(
+                "{MINIMAL}[[routes]]\ndomain = \"Example.NET\"\nnext_hop = \"127.0.0.1:2526\"\ntls = \"required\"\n\
+                 [[routes]]\ndomain = \"*\"\nnext_hop = \"smart.example.org:587\"\n\
+                 [relay]\nnetworks = [\"192.0.2.0/24\", \"2001:db8::/32\", \"198.51.100.7\"]\ndomains = [\"inside.test\"]\n\
+                 [queue]\nretry_first = \"1m\"\nmx_port = 2525\ntls = \"none\"\n"
+            ),
+            "t",
+        )
+        .unwrap();
+        let r = c.route_for("example.net").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.port, r.tls),
+            ("127.0.0.1", 2526, Some(OutboundTls::Required))
+        );
+        let smart = c.route_for("anything.test").unwrap();
+        assert_eq!((smart.host.as_str(), smart.port), ("smart.example.org", 587));
+        assert!(c.is_relay_client("192.0.2.200".parse().unwrap()));
+        assert!(c.is_relay_client("::ffff:192.0.2.1".parse().unwrap()));
+        assert!(c.is_relay_client("2001:db8:1::5".parse().unwrap()));
+        assert!(c.is_relay_client("198.51.100.7".parse().unwrap()));
+        assert!(!c.is_relay_client("198.51.100.8".parse().unwrap()));
+        assert!(!c.is_relay_client("192.0.3.1".parse().unwrap()));
+        assert!(c.is_relay_domain("INSIDE.test"));
+        assert!(!c.is_relay_domain("example.test"));
+        assert_eq!(c.queue.retry_first, Duration::from_secs(60));
+        assert_eq!((c.queue.mx_port, c.queue.tls), (2525, OutboundTls::Never));
+        assert_eq!(c.queue.max_age, DEFAULT_QUEUE_MAX_AGE);
+
+        let d = Config::parse(MINIMAL, "t").unwrap();
+        assert!(d.route_for("x.test").is_none());
+        assert!(
+            !d.is_relay_client("127.0.0.1".parse().unwrap()),
+            "no relay network by default"
+        );
+        assert_eq!((d.queue.mx_port, d.queue.tls), (25, OutboundTls::Opportunistic));
+    }
+
+    #[test]
+    fn bad_routes_and_networks_name_the_key() {
+        for (extra, key) in [
+            (
+                "[[routes]]\ndomain = \"x.test\"\nnext_hop = \"nohost\"\n",
+                "routes[0].next_hop",
+            ),
+            (
+                "[[routes]]\ndomain = \"x.test\"\nnext_hop = \"h:0\"\n",
+                "routes[0].next_hop",
+            ),
+            (
+                "[[routes]]\ndomain = \"x.test\"\nnext_hop = \"h:25\"\ntls = \"maybe\"\n",
+                "routes[0].tls",
+            ),
+            ("[relay]\nnetworks = [\"10.0.0.0/33\"]\n", "relay.networks"),
+            ("[relay]\ndomains = [\"example.test\"]\n", "relay.domains"),
+            ("[queue]\nbogus = 1\n", "bogus"),
+        ] {
+            let e = Config::parse(&format!("{MINIMAL}{extra}"), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_gateway_example_parses() {
+        let c = Config::parse(include_str!("../../../examples/gateway.toml"), "gateway.toml").unwrap();
+        assert!(c.is_relay_domain("example.test"));
+        assert!(c.relay.verify_recipients);
+        assert_eq!(c.route_for("example.test").unwrap().port, 2526);
+    }
 
     #[test]
     fn embedded_default_matches_the_contract() {

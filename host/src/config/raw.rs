@@ -28,6 +28,46 @@ pub(super) struct RawConfig {
     pub scores: RawScores,
     #[serde(default)]
     pub dns: RawDns,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub relay: RawRelay,
+    #[serde(default)]
+    pub queue: RawQueue,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub domain: String,
+    pub next_hop: String,
+    pub tls: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRelay {
+    #[serde(default)]
+    pub networks: Vec<String>,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    pub verify_recipients: Option<bool>,
+    pub verify_cache: Option<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQueue {
+    pub retry_first: Option<DurationValue>,
+    pub retry_max: Option<DurationValue>,
+    pub max_age: Option<DurationValue>,
+    pub mx_port: Option<u16>,
+    pub tls: Option<String>,
+    pub tls_verify: Option<bool>,
+    pub concurrency: Option<u64>,
+    pub connect_timeout: Option<DurationValue>,
+    pub command_timeout: Option<DurationValue>,
+    pub poll_interval: Option<DurationValue>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -212,11 +212,12 @@ async fn login(
     shared: &Arc<Shared>,
     lock: &mut Option<MaildropLock>,
 ) -> Answer {
+    let given = login.clone();
     let verified = shared.verify_login(login, password).await;
     let user = match verified {
         Ok(Some(user)) => user,
         Ok(None) => {
-            let delay = shared.login_failed(peer.ip());
+            let delay = shared.login_failed(peer.ip(), &given);
             tracing::info!(client = %peer.ip(), delay_ms = delay.as_millis() as u64, "pop3 login failed");
             tokio::time::sleep(delay).await;
             return Answer::LoginFailed;

@@ -16,6 +16,7 @@ use super::session::{Answer, Ask, Envelope, Event, Session, SessionConfig, TlsIn
 use crate::listener::{Kind, flush, tls_handshake};
 use crate::plugin::{self, ConnInfo, Decision, PluginReply, RcptDecision};
 use crate::shared::Shared;
+use crate::store::queue::{QueueRcpt, QueueRecord};
 use crate::store::{CommitFailure, Folder, Write, queue_id};
 
 /// How much is read from the socket at once. Also bounds what a pipelining
@@ -234,6 +235,23 @@ fn plugin_reply(r: &PluginReply) -> Reply {
     Reply::new(r.code, EnhancedCode(a as u8, b, c), r.text.clone())
 }
 
+/// Where one accepted recipient goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Target {
+    /// A local mailbox (lower-cased address).
+    Local(String),
+    /// The outbound queue: an address in another domain, as given.
+    Remote(String),
+}
+
+impl Target {
+    fn address(&self) -> &str {
+        match self {
+            Target::Local(a) | Target::Remote(a) => a,
+        }
+    }
+}
+
 /// Answers what the session asks: the hook points of the message path
 /// (DESIGN.md): routing, the plugin chain, scores, and the durable commit.
 struct Policy<'a> {
@@ -246,9 +264,10 @@ struct Policy<'a> {
     /// The MAIL FROM address of the transaction (empty for `<>`), for the
     /// envelope the `rcpt` hook sees.
     mail_from: String,
-    /// Where each accepted recipient is delivered (its mailbox, or the
-    /// targets a plugin redirected it to), in RCPT order.
-    targets: Vec<Vec<String>>,
+    /// Where each accepted recipient is delivered (its mailbox, the
+    /// outbound queue, or the targets a plugin redirected it to), in RCPT
+    /// order.
+    targets: Vec<Vec<Target>>,
     /// A plugin answered `disconnect`: close after this reply.
     disconnect: bool,
     /// The mailbox the client authenticated as (AUTH), resolved.
@@ -303,8 +322,17 @@ impl<'a> Policy<'a> {
                 ReversePath::Null => String::new(),
                 ReversePath::Path(a) => a.to_string(),
             },
-            rcpts: self.targets.iter().flatten().cloned().collect(),
+            rcpts: self.target_addresses(),
         }
+    }
+
+    /// Every target so far, as the plugins see them.
+    fn target_addresses(&self) -> Vec<String> {
+        self.targets
+            .iter()
+            .flatten()
+            .map(|t| t.address().to_owned())
+            .collect()
     }
 
     /// Maps a decision of a command-stage hook to the session's answer.
@@ -392,7 +420,7 @@ impl<'a> Policy<'a> {
                 Answer::Accept
             }
             Ok(None) => {
-                let delay = shared.login_failed(ip);
+                let delay = shared.login_failed(ip, &given);
                 tracing::info!(login = %given, client = %ip, mechanism, delay_ms = delay.as_millis() as u64, "smtp auth failed");
                 tokio::time::sleep(delay).await;
                 Answer::Reject(Reply::auth_failed())
@@ -404,83 +432,98 @@ impl<'a> Policy<'a> {
         }
     }
 
-    /// The routing hook, then the host's own routing: local users only —
-    /// until authenticated relaying exists nothing leaves, and no plugin
-    /// can make Poczta relay.
+    /// The routing hook, then the host's own routing ([`Self::route`]).
+    /// No plugin can make Poczta relay: a redirect's targets are routed
+    /// like recipients, and may leave for other domains only when the
+    /// address redirected was ours (an alias forwarding elsewhere, as the
+    /// administrator configured it).
     async fn route_rcpt(&mut self, to: &Address) -> Answer {
         let rcpt = to.to_string();
         let env = plugin::Envelope {
             mail_from: self.mail_from.clone(),
-            rcpts: self.targets.iter().flatten().cloned().collect(),
+            rcpts: self.target_addresses(),
         };
         let targets = match self.plugins.rcpt(&env, &rcpt).await {
             RcptDecision::Reject(r) | RcptDecision::Tempfail(r) => return Answer::Reject(plugin_reply(&r)),
-            RcptDecision::Redirect(targets) => {
-                let mut mailboxes = Vec::with_capacity(targets.len());
-                for t in &targets {
-                    match self.local_mailbox_of(t) {
-                        Ok(m) => mailboxes.push(m),
+            RcptDecision::Redirect(redirects) => {
+                let ours = to.domain.is_empty()
+                    || self.shared.config.is_local_domain(&to.domain)
+                    || self.shared.config.is_relay_domain(&to.domain);
+                let mut targets = Vec::with_capacity(redirects.len());
+                for t in &redirects {
+                    let target = match parse_target(t) {
+                        Some(a) => self.route(&a, ours),
+                        None => Err(Reply::no_such_user()),
+                    };
+                    match target {
+                        Ok(target) => {
+                            if !targets.contains(&target) {
+                                targets.push(target);
+                            }
+                        }
                         Err(reply) => {
                             tracing::info!(rcpt = %rcpt, target = %t, reply = %reply, "redirect target refused");
                             return Answer::Reject(reply);
                         }
                     }
                 }
-                mailboxes
+                targets
             }
-            RcptDecision::Continue | RcptDecision::Accept => match self.local_mailbox(to) {
-                Ok(m) => vec![m],
+            RcptDecision::Continue | RcptDecision::Accept => match self.route(to, false) {
+                Ok(t) => vec![t],
                 Err(reply) => return Answer::Reject(reply),
             },
         };
+        let config = &self.shared.config;
+        if config.relay.verify_recipients && config.is_relay_domain(&to.domain) {
+            use crate::queue::verify::Verdict;
+            match self.shared.queue.verify_recipient(&rcpt).await {
+                Verdict::Exists => {}
+                Verdict::Unknown(said) => {
+                    tracing::info!(rcpt = %rcpt, next_hop_said = %said, "gateway recipient unknown at the next hop");
+                    return Answer::Reject(Reply::no_such_user());
+                }
+                Verdict::Unsure(why) => {
+                    tracing::info!(rcpt = %rcpt, why = %why, "gateway recipient could not be verified");
+                    return Answer::Reject(Reply::new(
+                        450,
+                        EnhancedCode(4, 1, 1),
+                        "Recipient address verification failed; try again later",
+                    ));
+                }
+            }
+        }
         self.rcpts.push(rcpt.to_lowercase());
         self.targets.push(targets);
         Answer::Accept
     }
 
-    /// The mailbox a recipient names, if it is a local user.
-    fn local_mailbox(&self, to: &Address) -> Result<String, Reply> {
-        if !to.domain.is_empty() && !self.shared.config.is_local_domain(&to.domain) {
-            tracing::info!(rcpt = %to, authenticated = self.user.is_some(), "relay denied");
-            return Err(self.relay_refusal());
-        }
-        let mailbox = if to.domain.is_empty() {
+    /// The host's routing of one address: a local mailbox, the queue (a
+    /// gateway domain; or any domain for an authenticated client, a relay
+    /// network, or a `forwarded` target of one of our addresses), or a
+    /// refusal. Never an open relay.
+    fn route(&self, to: &Address, forwarded: bool) -> Result<Target, Reply> {
+        let config = &self.shared.config;
+        if to.domain.is_empty() {
             // RFC 5321 §4.5.1: the bare postmaster is the first local domain's.
-            format!("postmaster@{}", self.shared.config.domains[0])
-        } else {
-            format!("{}@{}", to.local, to.domain).to_lowercase()
-        };
-        self.check_user(mailbox)
-    }
-
-    /// Like [`Self::local_mailbox`] for an address a plugin gave as text.
-    fn local_mailbox_of(&self, address: &str) -> Result<String, Reply> {
-        let a = address.trim().to_lowercase();
-        let Some((_, domain)) = a.rsplit_once('@') else {
-            return Err(Reply::no_such_user());
-        };
-        if !self.shared.config.is_local_domain(domain) {
-            // Forwarding to other domains needs the outbound queue.
-            return Err(self.relay_refusal());
+            return self
+                .check_user(format!("postmaster@{}", config.domains[0]))
+                .map(Target::Local);
         }
-        self.check_user(a)
-    }
-
-    /// The refusal of a recipient in another domain. The MX listener never
-    /// relays; an authenticated submission client will, once outbound
-    /// delivery exists.
-    fn relay_refusal(&self) -> Reply {
-        if self.user.is_some() {
-            // TODO(issue 4, outbound queue): queue mail for other domains
-            // from authenticated users instead of refusing it.
-            Reply::new(
-                550,
-                EnhancedCode(5, 7, 1),
-                "Relaying is not available yet: only local recipients are accepted",
-            )
-        } else {
-            Reply::relay_denied()
+        if config.is_local_domain(&to.domain) {
+            return self
+                .check_user(format!("{}@{}", to.local, to.domain).to_lowercase())
+                .map(Target::Local);
         }
+        let may_relay = forwarded
+            || config.is_relay_domain(&to.domain)
+            || self.user.is_some()
+            || config.is_relay_client(self.peer.ip());
+        if may_relay && relayable(to) {
+            return Ok(Target::Remote(to.to_string()));
+        }
+        tracing::info!(rcpt = %to, authenticated = self.user.is_some(), "relay denied");
+        Err(Reply::relay_denied())
     }
 
     fn check_user(&self, mailbox: String) -> Result<String, Reply> {
@@ -550,35 +593,61 @@ impl<'a> Policy<'a> {
         // Hook `deliver`, per final recipient.
         let quarantine = matches!(decision, Decision::Quarantine(_));
         let mut users: Vec<(String, Folder)> = Vec::new();
-        for mailbox in self.targets.iter().flatten() {
-            if users.iter().any(|(u, _)| u == mailbox) {
-                continue;
-            }
-            let folder = if quarantine {
-                Folder::Quarantine
-            } else if !has_plugins {
-                Folder::Inbox
-            } else {
-                match self.plugins.deliver(&env, mailbox).await {
-                    plugin::Folder::Discard => continue,
-                    plugin::Folder::Quarantine(_) => Folder::Quarantine,
-                    // With POP3 users, junk is tagged (X-Spam-* headers) and
-                    // delivered to the inbox, where the mail program files it.
-                    plugin::Folder::Junk | plugin::Folder::Inbox => Folder::Inbox,
+        let mut remote: Vec<String> = Vec::new();
+        let targets: Vec<Target> = self.targets.iter().flatten().cloned().collect();
+        for target in &targets {
+            match target {
+                Target::Local(mailbox) => {
+                    if users.iter().any(|(u, _)| u == mailbox) {
+                        continue;
+                    }
+                    let folder = if quarantine {
+                        Folder::Quarantine
+                    } else if !has_plugins {
+                        Folder::Inbox
+                    } else {
+                        match self.plugins.deliver(&env, mailbox).await {
+                            plugin::Folder::Discard => continue,
+                            plugin::Folder::Quarantine(_) => Folder::Quarantine,
+                            // With POP3 users, junk is tagged (X-Spam-* headers) and
+                            // delivered to the inbox, where the mail program files it.
+                            plugin::Folder::Junk | plugin::Folder::Inbox => Folder::Inbox,
+                        }
+                    };
+                    users.push((mailbox.clone(), folder));
                 }
-            };
-            users.push((mailbox.clone(), folder));
+                Target::Remote(address) => {
+                    if remote.iter().any(|r| r.eq_ignore_ascii_case(address)) {
+                        continue;
+                    }
+                    if quarantine {
+                        // Quarantine is held here for the administrator;
+                        // a quarantined message never leaves.
+                        tracing::info!(queue_id = %qid, rcpt = %address, "quarantined: not relayed");
+                        continue;
+                    }
+                    if has_plugins {
+                        match self.plugins.deliver(&env, address).await {
+                            plugin::Folder::Discard | plugin::Folder::Quarantine(_) => continue,
+                            plugin::Folder::Junk | plugin::Folder::Inbox => {}
+                        }
+                    }
+                    remote.push(address.clone());
+                }
+            }
         }
         let delivered_to = users
             .iter()
             .map(|(u, f)| format!("{u}:{f:?}"))
+            .chain(remote.iter().map(|r| format!("{r}:Queued")))
             .collect::<Vec<_>>()
             .join(",");
-        if users.is_empty() {
+        if users.is_empty() && remote.is_empty() {
             tracing::info!(queue_id = %qid, client = %peer.ip(), from = %from, rcpts = %all_rcpts, size = data.len(), result = "discarded", score, symbols = %symbols, verdicts = %verdicts, "message");
             return Answer::AcceptWith(Reply::queued(&qid));
         }
 
+        let now = crate::clock::unix_secs();
         let single_rcpt = (envelope.rcpts.len() == 1).then(|| format!("<{}>", envelope.rcpts[0]));
         let received = received_header(
             &ReceivedInfo {
@@ -591,31 +660,83 @@ impl<'a> Policy<'a> {
                 for_rcpt: single_rcpt.as_deref(),
                 tls: envelope.tls.as_ref(),
             },
-            crate::clock::unix_secs(),
+            now,
         );
-        let return_path = return_path_header(&envelope.from);
-        let body = match &outcome {
-            Some(o) if !o.add_headers.is_empty() || !o.remove_headers.is_empty() => {
-                crate::headers::edit(&data, &o.remove_headers, &o.add_headers)
-            }
-            _ => Vec::new(),
+        let mut add_headers = outcome
+            .as_ref()
+            .map(|o| o.add_headers.clone())
+            .unwrap_or_default();
+        let remove_headers = outcome
+            .as_ref()
+            .map(|o| o.remove_headers.clone())
+            .unwrap_or_default();
+        if self.user.is_some() {
+            // RFC 6409 §8.3: submission completes what a mail program left out.
+            add_headers.extend(crate::headers::missing_submission_headers(
+                &data,
+                &qid,
+                &shared.config.hostname,
+                now,
+            ));
+        }
+        let body = if !add_headers.is_empty() || !remove_headers.is_empty() {
+            crate::headers::edit(&data, &remove_headers, &add_headers)
+        } else {
+            Vec::new()
         };
         let body: &[u8] = if body.is_empty() { &data } else { &body };
-        let mut stored = Vec::with_capacity(return_path.len() + received.len() + body.len());
-        stored.extend_from_slice(return_path.as_bytes());
-        stored.extend_from_slice(received.as_bytes());
-        stored.extend_from_slice(body);
-        let size = stored.len();
-        let result = shared
-            .store
-            .commit(Write::Deliver {
+        let mut writes = Vec::with_capacity(2);
+        let mut size = 0;
+        if !users.is_empty() {
+            let return_path = return_path_header(&envelope.from);
+            let mut stored = Vec::with_capacity(return_path.len() + received.len() + body.len());
+            stored.extend_from_slice(return_path.as_bytes());
+            stored.extend_from_slice(received.as_bytes());
+            stored.extend_from_slice(body);
+            size = stored.len();
+            writes.push(Write::Deliver {
                 id,
                 data: stored,
                 users,
-            })
-            .await;
+            });
+        }
+        if !remote.is_empty() {
+            // The relayed copy has no Return-Path (the final delivery adds
+            // it) and its own id: its bytes differ from the local copy's.
+            let queued_id = if writes.is_empty() {
+                id
+            } else {
+                shared.store.allocate_id()
+            };
+            let mut queued = Vec::with_capacity(received.len() + body.len());
+            queued.extend_from_slice(received.as_bytes());
+            queued.extend_from_slice(body);
+            size = size.max(queued.len());
+            writes.push(Write::Enqueue {
+                data: queued,
+                record: QueueRecord {
+                    id: queued_id,
+                    sender: from.clone(),
+                    arrival: now,
+                    smtputf8: envelope.params.smtputf8,
+                    rcpts: remote
+                        .iter()
+                        .map(|r| QueueRcpt::pending(r.clone(), now))
+                        .collect(),
+                },
+            });
+        }
+        let write = if writes.len() == 1 {
+            writes.pop().expect("one write")
+        } else {
+            Write::All(writes)
+        };
+        let result = shared.store.commit(write).await;
         match result {
             Ok(_) => {
+                if !remote.is_empty() {
+                    shared.queue.wake();
+                }
                 tracing::info!(queue_id = %qid, client = %peer.ip(), from = %from, rcpts = %all_rcpts, delivered = %delivered_to, size, result = "accepted", score, symbols = %symbols, verdicts = %verdicts, "message");
                 Answer::AcceptWith(Reply::queued(&qid))
             }
@@ -628,4 +749,39 @@ impl<'a> Policy<'a> {
             }
         }
     }
+}
+
+/// A plugin's redirect target as an address (`local@domain`).
+fn parse_target(t: &str) -> Option<Address> {
+    let t = t.trim();
+    let (local, domain) = t.rsplit_once('@')?;
+    if local.is_empty()
+        || domain.is_empty()
+        || t.chars()
+            .any(|c| c.is_control() || c == ' ' || c == '<' || c == '>')
+    {
+        return None;
+    }
+    Some(Address {
+        local: local.to_owned(),
+        domain: domain.to_owned(),
+    })
+}
+
+/// Whether an address may be handed to the outbound queue: no percent
+/// hack, bang path or routing tricks in the local part (a next hop that
+/// honours them would relay for us), and a domain that is a plain name or
+/// an address literal.
+fn relayable(to: &Address) -> bool {
+    let local_ok = !to.local.contains(['%', '!', '@']);
+    let domain = to.domain.as_str();
+    let domain_ok = if domain.starts_with('[') {
+        domain.ends_with(']')
+    } else {
+        !domain.is_empty()
+            && !domain.ends_with('.')
+            && domain.contains('.')
+            && domain.split('.').all(|l| !l.is_empty())
+    };
+    local_ok && domain_ok
 }

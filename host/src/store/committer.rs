@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::schema::{self, Folder};
 
+use super::queue::{QueueRecord, QueueTables};
 use super::{StoreError, kv, mailbox};
 
 /// Most requests in one transaction: bounds the latency of the last waiter.
@@ -82,6 +83,38 @@ pub enum Write {
         /// The UIDs to remove; missing ones are skipped.
         uids: Vec<u64>,
     },
+    /// Put a message into the outbound queue (its bytes under `record.id`).
+    Enqueue {
+        /// The bytes as they will be sent.
+        data: Vec<u8>,
+        /// The envelope and per-recipient state.
+        record: QueueRecord,
+    },
+    /// Rewrite a queue record after a delivery attempt (it leaves the
+    /// queue when nothing is pending), then apply `then` (the bounce) in
+    /// the same transaction. A record deleted meanwhile stays deleted, and
+    /// `then` is skipped with it.
+    QueueUpdate {
+        /// The record as it is now.
+        record: QueueRecord,
+        /// Writes that belong to this outcome (a DSN's delivery).
+        then: Vec<Write>,
+    },
+    /// Make every pending recipient of a queued message due now.
+    QueueRetry {
+        /// The message id.
+        id: u64,
+        /// Unix seconds.
+        now: i64,
+    },
+    /// Drop a queued message without a bounce (administrator).
+    QueueDelete {
+        /// The message id.
+        id: u64,
+    },
+    /// Several writes that must be durable together or not at all (a
+    /// message with local and remote recipients).
+    All(Vec<Write>),
 }
 
 impl Write {
@@ -91,6 +124,10 @@ impl Write {
             Write::Expunge { uids, .. } => uids.len() * 64,
             Write::KvSet { value, .. } => value.len() + 64,
             Write::KvDelete { .. } | Write::KvIncrement { .. } => 64,
+            Write::Enqueue { data, .. } => data.len() + 256,
+            Write::QueueUpdate { then, .. } => 256 + then.iter().map(Write::weight).sum::<usize>(),
+            Write::QueueRetry { .. } | Write::QueueDelete { .. } => 64,
+            Write::All(writes) => writes.iter().map(Write::weight).sum(),
         }
     }
 }
@@ -114,6 +151,10 @@ pub enum Outcome {
     KvCounter(i64),
     /// The key holds something that is not a decimal counter.
     KvNotACounter,
+    /// A queue write was applied; false when the record did not exist.
+    Queue(bool),
+    /// The outcomes of [`Write::All`], in order.
+    All(Vec<Outcome>),
 }
 
 /// Why a write was not committed. Cloneable: one failure answers a whole batch.
@@ -212,40 +253,9 @@ pub fn apply(db: &Database, writes: &[&Write]) -> Result<Vec<Outcome>, StoreErro
     {
         let mut t = mailbox::Tables::open(&txn)?;
         let mut kv = kv::KvTable::open(&txn)?;
+        let mut q = QueueTables::open(&txn)?;
         for w in writes {
-            outcomes.push(match w {
-                Write::Deliver { id, data, users } => {
-                    high_water = high_water.max(*id + 1);
-                    let entries = t.deliver(*id, data, users)?;
-                    Outcome::Delivered { entries }
-                }
-                Write::Expunge { user, uids } => Outcome::Expunged {
-                    removed: t.expunge(user, uids)?,
-                },
-                Write::KvSet {
-                    plugin,
-                    key,
-                    value,
-                    expires,
-                } => {
-                    kv.set(plugin, key, value, *expires)?;
-                    Outcome::KvDone
-                }
-                Write::KvDelete { plugin, key } => {
-                    kv.delete(plugin, key)?;
-                    Outcome::KvDone
-                }
-                Write::KvIncrement {
-                    plugin,
-                    key,
-                    delta,
-                    expires_if_new,
-                    now,
-                } => match kv.increment(plugin, key, *delta, *expires_if_new, *now)? {
-                    Some(n) => Outcome::KvCounter(n),
-                    None => Outcome::KvNotACounter,
-                },
-            });
+            outcomes.push(apply_one(w, &mut t, &mut kv, &mut q, &mut high_water)?);
         }
     }
     if high_water > 0 {
@@ -260,4 +270,69 @@ pub fn apply(db: &Database, writes: &[&Write]) -> Result<Vec<Outcome>, StoreErro
     }
     txn.commit()?;
     Ok(outcomes)
+}
+
+/// One write inside the batch's transaction.
+fn apply_one(
+    w: &Write,
+    t: &mut mailbox::Tables<'_>,
+    kv: &mut kv::KvTable<'_>,
+    q: &mut QueueTables<'_>,
+    high_water: &mut u64,
+) -> Result<Outcome, StoreError> {
+    Ok(match w {
+        Write::Deliver { id, data, users } => {
+            *high_water = (*high_water).max(*id + 1);
+            let entries = t.deliver(*id, data, users)?;
+            Outcome::Delivered { entries }
+        }
+        Write::Expunge { user, uids } => Outcome::Expunged {
+            removed: t.expunge(user, uids)?,
+        },
+        Write::KvSet {
+            plugin,
+            key,
+            value,
+            expires,
+        } => {
+            kv.set(plugin, key, value, *expires)?;
+            Outcome::KvDone
+        }
+        Write::KvDelete { plugin, key } => {
+            kv.delete(plugin, key)?;
+            Outcome::KvDone
+        }
+        Write::KvIncrement {
+            plugin,
+            key,
+            delta,
+            expires_if_new,
+            now,
+        } => match kv.increment(plugin, key, *delta, *expires_if_new, *now)? {
+            Some(n) => Outcome::KvCounter(n),
+            None => Outcome::KvNotACounter,
+        },
+        Write::Enqueue { data, record } => {
+            *high_water = (*high_water).max(record.id + 1);
+            q.enqueue(t, data, record)?;
+            Outcome::Queue(true)
+        }
+        Write::QueueUpdate { record, then } => {
+            let found = q.update(t, record)?;
+            if found {
+                for w in then {
+                    apply_one(w, t, kv, q, high_water)?;
+                }
+            }
+            Outcome::Queue(found)
+        }
+        Write::QueueRetry { id, now } => Outcome::Queue(q.retry_now(*id, *now)?),
+        Write::QueueDelete { id } => Outcome::Queue(q.remove(t, *id)?),
+        Write::All(writes) => Outcome::All(
+            writes
+                .iter()
+                .map(|w| apply_one(w, t, kv, q, high_water))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
 }

@@ -104,7 +104,19 @@ impl<'txn> Tables<'txn> {
         Ok(n)
     }
 
-    fn unref(&mut self, message_id: u64) -> Result<(), StoreError> {
+    /// Stores `data` under `id` if it is not there yet and adds one
+    /// reference (the outbound queue's).
+    pub(super) fn add_ref(&mut self, id: u64, data: &[u8]) -> Result<(), StoreError> {
+        let refs = self.refs.get(id)?.map(|v| v.value()).unwrap_or(0);
+        if refs == 0 {
+            self.messages.insert(id, data)?;
+        }
+        self.refs.insert(id, refs + 1)?;
+        Ok(())
+    }
+
+    /// Drops one reference; the last one deletes the bytes.
+    pub(super) fn unref(&mut self, message_id: u64) -> Result<(), StoreError> {
         let left = match self.refs.get(message_id)? {
             Some(v) => v.value().saturating_sub(1),
             None => 0,

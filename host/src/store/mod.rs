@@ -11,6 +11,7 @@
 pub mod committer;
 pub mod kv;
 pub mod mailbox;
+pub mod queue;
 pub mod schema;
 pub mod users;
 

@@ -11,8 +11,8 @@
 //! | `message_refs` | message id | u32 | mailbox entries pointing at it |
 //! | `mailboxes` | (user, uid) | (message id, size, folder) | a user's maildrop |
 //! | `mailbox_meta` | user | (uid epoch, next uid) | UIDVALIDITY-like epoch and the UID counter |
-//! | `queue` | message id | bytes | outbound queue (reserved for the outbound issue) |
-//! | `plugin_kv` | (plugin, key) | (bytes, expiry) | plugin key-value store (reserved) |
+//! | `queue` | message id | JSON [`super::queue::QueueRecord`] | outbound queue: envelope and per-recipient state; the bytes are in `messages` (one reference) |
+//! | `plugin_kv` | (plugin, key) | (bytes, expiry) | plugin key-value store |
 //!
 //! A message is deleted when its last mailbox entry goes (refcount 0). UIDs
 //! only grow within an epoch; a mailbox that is recreated gets a new epoch, so
@@ -41,7 +41,7 @@ pub const MESSAGE_REFS: TableDefinition<u64, u32> = TableDefinition::new("messag
 pub const MAILBOXES: TableDefinition<(&str, u64), (u64, u64, u8)> = TableDefinition::new("mailboxes");
 /// Per user: (uid epoch, next uid).
 pub const MAILBOX_META: TableDefinition<&str, (u64, u64)> = TableDefinition::new("mailbox_meta");
-/// Outbound queue records (reserved; created empty so later versions need no migration).
+/// Outbound queue records by message id (JSON `QueueRecord`).
 pub const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
 /// Plugin key-value store: (plugin, key) → (value, expiry unix secs or 0).
 pub const PLUGIN_KV: TableDefinition<(&str, &str), (&[u8], u64)> = TableDefinition::new("plugin_kv");

@@ -1,0 +1,600 @@
+//! Outbound delivery end to end: authenticated submission relays through
+//! the durable queue to a second `poczta` found by MX records that a
+//! hickory-server zone on loopback serves; retries, bounces (one DSN),
+//! null MX, kill -9 with a queued message, the queue CLI, relay networks
+//! and gateway mode. A scripted SMTP peer (`FakeMx`) stands in where the
+//! test must choose the remote's answers (451, then 250; 550).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+use crate::dns::{TestDns, Zone};
+use crate::harness::{Raw, Server, WAIT, plugin_entry, pop3_fetch_all};
+
+/// Generous: a retry is scheduled 1 s after a failure in these configs.
+const DELIVERY_WAIT: Duration = Duration::from_secs(40);
+
+/// The queue settings of a sending server in these tests: fast retries.
+fn fast_queue(mx_port: u16) -> String {
+    format!(
+        "[queue]\nmx_port = {mx_port}\nretry_first = \"1s\"\nretry_max = \"2s\"\npoll_interval = \"1s\"\n\
+         connect_timeout = \"3s\"\ncommand_timeout = \"10s\"\n"
+    )
+}
+
+/// The sending server: example.test, AUTH allowed without TLS (the
+/// STARTTLS path has its own tests), `extra` appended.
+fn sender(extra: &str) -> Server {
+    Server::start_with(&format!("submission.auth_without_tls = true\n{extra}"))
+}
+
+/// The remote MX: `remote.test` with user carol.
+fn remote() -> Server {
+    Server::start_as(
+        "mx.remote.test",
+        &["remote.test"],
+        &["carol@remote.test", "dave@remote.test"],
+        "",
+    )
+}
+
+/// AUTH PLAIN on the submission port, then one message; the final reply.
+fn submit(server: &Server, user: &str, from: &str, to: &[&str], data: &str) -> String {
+    let (mut c, g) = Raw::connect(server.submission);
+    assert!(g.starts_with("220"), "{g}");
+    assert!(c.cmd("EHLO client.test").starts_with("250"), "{}", c.transcript);
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0secret"));
+    let auth = c.cmd(&format!("AUTH PLAIN {token}"));
+    assert!(auth.starts_with("235"), "{}", c.transcript);
+    let r = c.cmd(&format!("MAIL FROM:<{from}>"));
+    if !r.starts_with("250") {
+        return r;
+    }
+    for t in to {
+        let r = c.cmd(&format!("RCPT TO:<{t}>"));
+        if !r.starts_with("250") {
+            return r;
+        }
+    }
+    assert!(c.cmd("DATA").starts_with("354"), "{}", c.transcript);
+    c.send(data.replace('\n', "\r\n").as_bytes());
+    c.send(b".\r\n");
+    let r = c.reply();
+    c.cmd("QUIT");
+    r
+}
+
+/// Polls `f` until it returns `Some`, for at most `limit`.
+fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `poczta queue list --json` of a server, parsed.
+fn queue_json(server: &Server) -> serde_json::Value {
+    let out = server.cli(&["queue", "list", "--json"], "");
+    assert!(
+        out.status.success(),
+        "queue list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("queue list --json prints JSON")
+}
+
+fn queue_len(server: &Server) -> usize {
+    queue_json(server).as_array().map_or(0, Vec::len)
+}
+
+/// One scripted answer to RCPT per session, in order; the last repeats.
+#[derive(Clone, Copy, Debug)]
+enum Rcpt {
+    Accept,
+    Tempfail,
+    Reject,
+}
+
+/// A minimal SMTP server on loopback that answers RCPT as scripted per
+/// session and records every message it accepts.
+struct FakeMx {
+    addr: SocketAddr,
+    messages: Arc<Mutex<Vec<(Vec<String>, String)>>>,
+    sessions: Arc<Mutex<usize>>,
+}
+
+impl FakeMx {
+    fn start(script: Vec<Rcpt>) -> FakeMx {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), script)
+    }
+
+    fn start_on(listener: TcpListener, script: Vec<Rcpt>) -> FakeMx {
+        let addr = listener.local_addr().unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let sessions = Arc::new(Mutex::new(0usize));
+        let (m, n) = (messages.clone(), sessions.clone());
+        std::thread::spawn(move || {
+            // Bounded: a test needs a handful of sessions.
+            for stream in listener.incoming().take(50) {
+                let Ok(stream) = stream else { continue };
+                let i = {
+                    let mut n = n.lock().unwrap();
+                    *n += 1;
+                    *n - 1
+                };
+                let rcpt = script[i.min(script.len() - 1)];
+                let _ = serve_fake(stream, rcpt, &m);
+            }
+        });
+        FakeMx {
+            addr,
+            messages,
+            sessions,
+        }
+    }
+
+    fn messages(&self) -> Vec<(Vec<String>, String)> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    fn sessions(&self) -> usize {
+        *self.sessions.lock().unwrap()
+    }
+}
+
+fn serve_fake(
+    stream: TcpStream,
+    rcpt: Rcpt,
+    messages: &Mutex<Vec<(Vec<String>, String)>>,
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(WAIT))?;
+    let mut w = stream.try_clone()?;
+    let mut r = BufReader::new(stream);
+    w.write_all(b"220 fake.test ESMTP\r\n")?;
+    let mut rcpts = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("EHLO") {
+            w.write_all(b"250-fake.test\r\n250-8BITMIME\r\n250 SIZE 10000000\r\n")?;
+        } else if upper.starts_with("MAIL") {
+            rcpts.clear();
+            w.write_all(b"250 2.1.0 OK\r\n")?;
+        } else if upper.starts_with("RCPT") {
+            match rcpt {
+                Rcpt::Accept => {
+                    rcpts.push(line.trim().to_owned());
+                    w.write_all(b"250 2.1.5 OK\r\n")?;
+                }
+                Rcpt::Tempfail => w.write_all(b"451 4.3.0 Try again later\r\n")?,
+                Rcpt::Reject => w.write_all(b"550 5.1.1 No such user here\r\n")?,
+            }
+        } else if upper.starts_with("DATA") {
+            w.write_all(b"354 go\r\n")?;
+            let mut data = String::new();
+            loop {
+                let mut l = String::new();
+                if r.read_line(&mut l)? == 0 {
+                    return Ok(());
+                }
+                if l == ".\r\n" {
+                    break;
+                }
+                data.push_str(&l);
+            }
+            messages.lock().unwrap().push((rcpts.clone(), data));
+            w.write_all(b"250 2.0.0 accepted\r\n")?;
+        } else if upper.starts_with("QUIT") {
+            w.write_all(b"221 bye\r\n")?;
+            return Ok(());
+        } else {
+            w.write_all(b"250 OK\r\n")?;
+        }
+    }
+}
+
+#[test]
+fn submitted_mail_reaches_the_remote_mx_found_by_dns() {
+    let b = remote();
+    let dns = TestDns::start(
+        Zone::standard()
+            .mx("remote.test", 10, "mx.remote.test")
+            .a("mx.remote.test", Ipv4Addr::LOCALHOST),
+    );
+    let a = sender(&format!("{}\n{}", dns.config(), fast_queue(b.smtp.port())));
+    // No Message-ID or Date: submission adds them (RFC 6409 §8.3).
+    let r = submit(
+        &a,
+        "alice@example.test",
+        "alice@example.test",
+        &["carol@remote.test", "dave@remote.test"],
+        "From: alice@example.test\nTo: carol@remote.test\nSubject: over the wire\n\nHello from A.\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    let got = wait_for(DELIVERY_WAIT, || {
+        let m = pop3_fetch_all(b.pop3, "carol@remote.test", "secret", false);
+        (!m.is_empty()).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("not delivered to carol at B\nA:\n{}\nB:\n{}", a.log(), b.log()));
+    assert_eq!(got.len(), 1);
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(text.contains("Subject: over the wire"), "{text}");
+    assert!(text.contains("Hello from A."), "{text}");
+    assert!(text.contains("by mx.example.test"), "A's Received header: {text}");
+    assert!(text.contains("by mx.remote.test"), "B's Received header: {text}");
+    assert!(
+        text.contains("Message-ID: <"),
+        "submission adds a Message-ID: {text}"
+    );
+    assert!(text.contains("\r\nDate: "), "submission adds a Date: {text}");
+    assert!(
+        text.starts_with("Return-Path: <alice@example.test>"),
+        "the envelope sender survives the hop: {text}"
+    );
+    // One SMTP transaction carried both recipients of the domain.
+    let dave = pop3_fetch_all(b.pop3, "dave@remote.test", "secret", false);
+    assert_eq!(dave.len(), 1);
+    assert!(
+        wait_for(WAIT, || (queue_len(&a) == 0).then_some(())).is_some(),
+        "the queue empties after delivery: {}",
+        queue_json(&a)
+    );
+    let log = a.log();
+    assert!(
+        log.contains("result=\"sent\"") || log.contains("result=sent"),
+        "{log}"
+    );
+}
+
+#[test]
+fn remote_tempfail_is_retried_and_delivered_once() {
+    let fake = FakeMx::start(vec![Rcpt::Tempfail, Rcpt::Accept]);
+    let a = sender(&format!(
+        "{}\n[[routes]]\ndomain = \"remote.test\"\nnext_hop = \"{}\"\n",
+        fast_queue(25),
+        fake.addr
+    ));
+    let r = submit(
+        &a,
+        "alice@example.test",
+        "alice@example.test",
+        &["carol@remote.test"],
+        "Subject: retry me\n\nbody\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    let msgs = wait_for(DELIVERY_WAIT, || {
+        let m = fake.messages();
+        (!m.is_empty()).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("never delivered after the 451\n{}", a.log()));
+    assert!(fake.sessions() >= 2, "the first attempt was deferred");
+    assert!(msgs[0].1.contains("Subject: retry me"));
+    assert!(wait_for(WAIT, || (queue_len(&a) == 0).then_some(())).is_some());
+    // Two more retry intervals: nothing is sent again.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(fake.messages().len(), 1, "delivered exactly once");
+    assert!(a.log().contains("deferred"), "{}", a.log());
+}
+
+#[test]
+fn remote_rejection_bounces_one_dsn_to_the_sender() {
+    let fake = FakeMx::start(vec![Rcpt::Reject]);
+    let a = sender(&format!(
+        "{}\n[[routes]]\ndomain = \"remote.test\"\nnext_hop = \"{}\"\n",
+        fast_queue(25),
+        fake.addr
+    ));
+    let r = submit(
+        &a,
+        "alice@example.test",
+        "alice@example.test",
+        &["nobody1@remote.test", "nobody2@remote.test"],
+        "Subject: will bounce\nMessage-ID: <orig@example.test>\n\nbody\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    let inbox = wait_for(DELIVERY_WAIT, || {
+        let m = pop3_fetch_all(a.pop3, "alice@example.test", "secret", false);
+        (!m.is_empty()).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("no bounce\n{}", a.log()));
+    std::thread::sleep(Duration::from_secs(2));
+    let inbox = {
+        let again = pop3_fetch_all(a.pop3, "alice@example.test", "secret", false);
+        assert_eq!(again.len(), inbox.len());
+        again
+    };
+    assert_eq!(inbox.len(), 1, "one DSN for both recipients");
+    let dsn = String::from_utf8_lossy(&inbox[0]);
+    assert!(dsn.starts_with("Return-Path: <>"), "{dsn}");
+    assert!(
+        dsn.contains("multipart/report; report-type=delivery-status"),
+        "{dsn}"
+    );
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; nobody1@remote.test"),
+        "{dsn}"
+    );
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; nobody2@remote.test"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Status: 5.1.1"), "{dsn}");
+    assert!(dsn.contains("550 5.1.1 No such user here"), "{dsn}");
+    assert!(
+        dsn.contains("Message-ID: <orig@example.test>"),
+        "original headers: {dsn}"
+    );
+    assert!(fake.messages().is_empty());
+    assert_eq!(queue_len(&a), 0);
+}
+
+#[test]
+fn null_mx_bounces_at_once_and_no_mx_falls_back_to_the_address() {
+    let b = remote();
+    let dns = TestDns::start(
+        Zone::standard()
+            .mx("nomail.test", 0, ".")
+            // remote.test has no MX: its own A record is the implicit MX.
+            .a("remote.test", Ipv4Addr::LOCALHOST),
+    );
+    let a = sender(&format!("{}\n{}", dns.config(), fast_queue(b.smtp.port())));
+    let r = submit(
+        &a,
+        "alice@example.test",
+        "alice@example.test",
+        &["x@nomail.test", "carol@remote.test"],
+        "Subject: two ways\n\nbody\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    let dsn = wait_for(DELIVERY_WAIT, || {
+        let m = pop3_fetch_all(a.pop3, "alice@example.test", "secret", false);
+        (!m.is_empty()).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("no bounce for the null MX\n{}", a.log()));
+    let dsn = String::from_utf8_lossy(&dsn[0]);
+    assert!(dsn.contains("x@nomail.test"), "{dsn}");
+    assert!(dsn.contains("Status: 5.1.10"), "{dsn}");
+    assert!(
+        !dsn.contains("carol@remote.test\r\nAction"),
+        "carol was not bounced: {dsn}"
+    );
+    let carol = wait_for(DELIVERY_WAIT, || {
+        let m = pop3_fetch_all(b.pop3, "carol@remote.test", "secret", false);
+        (!m.is_empty()).then_some(m)
+    });
+    assert!(carol.is_some(), "A/AAAA fallback without MX\n{}", a.log());
+}
+
+#[test]
+fn queued_message_survives_kill9_and_is_delivered_once() {
+    // Reserve a port for the next hop that nothing answers on yet.
+    let spot = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hop = spot.local_addr().unwrap();
+    drop(spot);
+    let mut a = sender(&format!(
+        "{}\n[[routes]]\ndomain = \"remote.test\"\nnext_hop = \"{hop}\"\n",
+        fast_queue(25)
+    ));
+    let r = submit(
+        &a,
+        "alice@example.test",
+        "alice@example.test",
+        &["carol@remote.test"],
+        "Subject: survive\n\nbody\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    assert!(
+        wait_for(WAIT, || a.log().contains("deferred").then_some(())).is_some(),
+        "the first attempt fails: nothing listens\n{}",
+        a.log()
+    );
+    a.kill9();
+    // With the server down, the CLI reads the database itself.
+    let q = queue_json(&a);
+    assert_eq!(q.as_array().map(Vec::len), Some(1), "{q}");
+    assert_eq!(q[0]["rcpts"][0]["state"], "pending");
+    let id = q[0]["queue_id"].as_str().unwrap().to_owned();
+    let show = a.cli(&["queue", "show", &id], "");
+    assert!(show.status.success());
+    assert!(String::from_utf8_lossy(&show.stdout).contains("Subject: survive"));
+
+    let fake = FakeMx::start_on(
+        TcpListener::bind(hop).expect("the reserved port is free again"),
+        vec![Rcpt::Accept],
+    );
+    a.restart();
+    let msgs = wait_for(DELIVERY_WAIT, || {
+        let m = fake.messages();
+        (!m.is_empty()).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("not delivered after the restart\n{}", a.all_logs()));
+    assert!(msgs[0].1.contains("Subject: survive"));
+    assert!(wait_for(WAIT, || (queue_len(&a) == 0).then_some(())).is_some());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(fake.messages().len(), 1, "exactly once");
+}
+
+#[test]
+fn queue_cli_retries_and_deletes_through_the_running_server() {
+    let spot = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hop = spot.local_addr().unwrap();
+    drop(spot);
+    // Long retry delay: only `queue retry` makes a second attempt soon.
+    let a = sender(&format!(
+        "[queue]\nretry_first = \"1h\"\npoll_interval = \"1s\"\nconnect_timeout = \"2s\"\n\
+         [[routes]]\ndomain = \"remote.test\"\nnext_hop = \"{hop}\"\n"
+    ));
+    for subject in ["one", "two"] {
+        let r = submit(
+            &a,
+            "alice@example.test",
+            "alice@example.test",
+            &["carol@remote.test"],
+            &format!("Subject: {subject}\n\nbody\n"),
+        );
+        assert!(r.starts_with("250"), "{r}");
+    }
+    assert!(
+        wait_for(WAIT, || (a.log().matches("deferred").count() >= 2).then_some(())).is_some(),
+        "{}",
+        a.log()
+    );
+    let q = queue_json(&a);
+    let ids: Vec<String> = q
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["queue_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{q}");
+    let del = a.cli(&["queue", "delete", &ids[0]], "");
+    assert!(del.status.success(), "{}", String::from_utf8_lossy(&del.stderr));
+    assert!(a.log().contains("admin request"), "went through the admin socket");
+    assert_eq!(queue_len(&a), 1);
+    let missing = a.cli(&["queue", "delete", &ids[0]], "");
+    assert_eq!(missing.status.code(), Some(2), "deleting twice is an error");
+
+    let fake = FakeMx::start_on(TcpListener::bind(hop).unwrap(), vec![Rcpt::Accept]);
+    let retry = a.cli(&["queue", "retry", "all"], "");
+    assert!(
+        retry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retry.stderr)
+    );
+    let msgs = wait_for(DELIVERY_WAIT, || {
+        let m = fake.messages();
+        (!m.is_empty()).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("retry did not deliver\n{}", a.log()));
+    assert_eq!(msgs.len(), 1, "the deleted message stays deleted");
+    assert!(msgs[0].1.contains("Subject: two"));
+    assert!(wait_for(WAIT, || (queue_len(&a) == 0).then_some(())).is_some());
+}
+
+#[test]
+fn relaying_needs_auth_or_a_relay_network() {
+    let a = sender("");
+    // The MX listener never relays for an unauthenticated client.
+    let (mut c, _) = Raw::connect(a.smtp);
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<x@outside.test>");
+    let r = c.cmd("RCPT TO:<carol@remote.test>");
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    // Submission without AUTH: not even MAIL.
+    let (mut c, _) = Raw::connect(a.submission);
+    c.cmd("EHLO client.test");
+    let r = c.cmd("MAIL FROM:<alice@example.test>");
+    assert!(r.starts_with("530"), "{r}");
+    // An authenticated user may not send as someone else.
+    let r = submit(
+        &a,
+        "alice@example.test",
+        "bob@example.test",
+        &["carol@remote.test"],
+        "x\n",
+    );
+    assert!(r.starts_with("553 5.7.1"), "{r}");
+    // Relay tricks stay refused even for an authenticated user: the next
+    // hop could honour them.
+    for trick in ["carol%remote.test@other2.test", "remote.test!carol@other2.test"] {
+        let r = submit(&a, "alice@example.test", "alice@example.test", &[trick], "x\n");
+        assert!(r.starts_with("550 5.7.1"), "{trick}: {r}");
+    }
+    assert_eq!(queue_len(&a), 0);
+
+    // A relay network may relay without AUTH, on the MX listener too.
+    let fake = FakeMx::start(vec![Rcpt::Accept]);
+    let n = sender(&format!(
+        "[relay]\nnetworks = [\"127.0.0.0/8\"]\n{}\n[[routes]]\ndomain = \"*\"\nnext_hop = \"{}\"\n",
+        fast_queue(25),
+        fake.addr
+    ));
+    let (mut c, _) = Raw::connect(n.smtp);
+    c.cmd("EHLO client.test");
+    assert!(c.cmd("MAIL FROM:<app@example.test>").starts_with("250"));
+    assert!(
+        c.cmd("RCPT TO:<carol@remote.test>").starts_with("250"),
+        "{}",
+        c.transcript
+    );
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: from a relay network\r\n\r\nhi\r\n.\r\n");
+    assert!(c.reply().starts_with("250"), "{}", c.transcript);
+    let msgs = wait_for(DELIVERY_WAIT, || {
+        let m = fake.messages();
+        (!m.is_empty()).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("relay network mail not delivered via the smart host\n{}", n.log()));
+    assert!(msgs[0].1.contains("from a relay network"));
+}
+
+#[test]
+fn gateway_filters_relay_domain_mail_and_forwards_it_to_the_next_hop() {
+    let b = Server::start_as(
+        "mail.internal.test",
+        &["internal.test"],
+        &["erin@internal.test"],
+        "",
+    );
+    let gw = Server::start_as(
+        "gw.example.test",
+        &["example.test"],
+        &[],
+        &format!(
+            "[relay]\ndomains = [\"internal.test\"]\nverify_recipients = true\n{}\n[[routes]]\ndomain = \"internal.test\"\nnext_hop = \"{}\"\ntls = \"none\"\n\n{}",
+            fast_queue(25),
+            b.smtp,
+            plugin_entry("tag-score", "tag-score", ""),
+        ),
+    );
+    // From anywhere, no AUTH: mail for the relay domain is accepted...
+    let (mut c, _) = Raw::connect(gw.smtp);
+    c.cmd("EHLO outside.test");
+    assert!(c.cmd("MAIL FROM:<someone@outside.test>").starts_with("250"));
+    assert!(
+        c.cmd("RCPT TO:<erin@internal.test>").starts_with("250"),
+        "{}",
+        c.transcript
+    );
+    // ...unless the next hop does not know the recipient (verified by an
+    // RCPT probe, so the gateway never has to bounce)...
+    assert!(
+        c.cmd("RCPT TO:<nobody@internal.test>").starts_with("550 5.1.1"),
+        "{}",
+        c.transcript
+    );
+    // ...and other domains are still refused.
+    assert!(
+        c.cmd("RCPT TO:<x@elsewhere.test>").starts_with("550 5.7.1"),
+        "{}",
+        c.transcript
+    );
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: through the gateway\r\n\r\nhello erin\r\n.\r\n");
+    assert!(c.reply().starts_with("250"), "{}", c.transcript);
+    let got = wait_for(DELIVERY_WAIT, || {
+        let m = pop3_fetch_all(b.pop3, "erin@internal.test", "secret", false);
+        (!m.is_empty()).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("not forwarded\nGW:\n{}\nB:\n{}", gw.log(), b.log()));
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(
+        text.contains("X-Poczta-Tagged: yes"),
+        "the gateway's plugin ran: {text}"
+    );
+    assert!(text.contains("by gw.example.test"), "{text}");
+    assert!(text.contains("hello erin"), "{text}");
+}

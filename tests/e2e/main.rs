@@ -28,6 +28,8 @@ mod outbound;
 mod plugins;
 /// The policy plugins dnsbl, antivirus and bulk-limit through the server.
 mod policy_av;
+/// The policy plugins in Python (greylisting) and JavaScript (URI blocklists).
+mod policy_lang;
 /// POP3 retrieval, deletion rules, locking, login failures.
 mod pop3;
 /// SMTP acceptance, limits, hostile input, concurrency.

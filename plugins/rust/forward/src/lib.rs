@@ -68,10 +68,7 @@ impl Plugin for Forwarder {
             Ok(e) => e,
             Err(refusal) => {
                 let (code, enhanced, text) = refusal.reply();
-                poczta_plugin::info(format!(
-                    "refused {rcpt} from <{}>: {text}",
-                    env.mail_from
-                ));
+                poczta_plugin::info(format!("refused {rcpt} from <{}>: {text}", env.mail_from));
                 return Ok(RcptVerdict::Reject(Reply::new(code, enhanced, text)));
             }
         };

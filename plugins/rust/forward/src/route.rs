@@ -195,10 +195,7 @@ impl Refusal {
 }
 
 fn list_id(address: &str, list: &List) -> String {
-    let label = list
-        .id
-        .clone()
-        .unwrap_or_else(|| address.replace('@', "."));
+    let label = list.id.clone().unwrap_or_else(|| address.replace('@', "."));
     match &list.name {
         Some(n) if !n.trim().is_empty() => format!("{} <{label}>", n.trim()),
         _ => format!("<{label}>"),
@@ -324,7 +321,9 @@ mod tests {
 
     #[test]
     fn alias_to_several_members_in_order() {
-        let c = cfg(r#"{"aliases": {"Sales@example.test": ["alice@example.test", "BOB@example.test", "carol@remote.test"]}}"#);
+        let c = cfg(
+            r#"{"aliases": {"Sales@example.test": ["alice@example.test", "BOB@example.test", "carol@remote.test"]}}"#,
+        );
         let e = expand(&c, "sales@example.test", "").unwrap();
         assert_eq!(
             e.targets,
@@ -366,7 +365,10 @@ mod tests {
             "a@example.test": {"to": ["b@example.test"]},
             "b@example.test": {"to": ["a@example.test"]}}}"#);
         let err = expand(&c, "a@example.test", "").unwrap_err();
-        assert!(matches!(&err, Refusal::Loop(t) if t.contains("a@example.test")), "{err:?}");
+        assert!(
+            matches!(&err, Refusal::Loop(t) if t.contains("a@example.test")),
+            "{err:?}"
+        );
         assert_eq!(err.reply().0, 554);
         assert_eq!(err.reply().1, "5.4.6");
         // An alias that names itself.
@@ -426,25 +428,49 @@ mod tests {
         // An announcement list: only its senders, by the envelope sender.
         let refused = expand(&c, "news@example.test", "anyone@x.test").unwrap_err();
         assert!(matches!(&refused, Refusal::NotAllowed(_)));
-        assert_eq!(refused.reply(), (550, "5.7.1", "The list news@example.test accepts posts only from its senders".into()));
+        assert_eq!(
+            refused.reply(),
+            (
+                550,
+                "5.7.1",
+                "The list news@example.test accepts posts only from its senders".into()
+            )
+        );
         let e = expand(&c, "news@example.test", "<boss@remote.test>").unwrap();
         assert_eq!(e.lists[0].list_id, "News <news.lists.example.test>");
     }
 
     #[test]
     fn catch_all_with_exceptions() {
-        let c = cfg(r#"{"catch_all": {"Other.test": {"mailbox": "alice@example.test", "except": ["postmaster", "Bob"]}},
-            "aliases": {"sales@other.test": ["bob@example.test"]}}"#);
+        let c = cfg(
+            r#"{"catch_all": {"Other.test": {"mailbox": "alice@example.test", "except": ["postmaster", "Bob"]}},
+            "aliases": {"sales@other.test": ["bob@example.test"]}}"#,
+        );
         assert_eq!(
             expand(&c, "whatever@other.test", "").unwrap().targets,
             ["alice@example.test"]
         );
-        assert!(expand(&c, "bob@other.test", "").unwrap().unchanged("bob@other.test"));
-        assert!(expand(&c, "postmaster@other.test", "").unwrap().unchanged("postmaster@other.test"));
+        assert!(
+            expand(&c, "bob@other.test", "")
+                .unwrap()
+                .unchanged("bob@other.test")
+        );
+        assert!(
+            expand(&c, "postmaster@other.test", "")
+                .unwrap()
+                .unchanged("postmaster@other.test")
+        );
         // Explicit rules win over the catch-all.
-        assert_eq!(expand(&c, "sales@other.test", "").unwrap().targets, ["bob@example.test"]);
+        assert_eq!(
+            expand(&c, "sales@other.test", "").unwrap().targets,
+            ["bob@example.test"]
+        );
         // Other domains are untouched.
-        assert!(expand(&c, "x@example.test", "").unwrap().unchanged("x@example.test"));
+        assert!(
+            expand(&c, "x@example.test", "")
+                .unwrap()
+                .unchanged("x@example.test")
+        );
     }
 
     #[test]
@@ -460,10 +486,23 @@ mod tests {
         assert!(hop_check(30, 31, &[], &[]).unwrap().contains("Too many hops (31"));
         assert!(hop_check(5, 3, &["a@x".into(), "b@x".into(), "c@x".into()], &[]).is_some());
         assert_eq!(
-            hop_check(30, 2, &["<Sales@Example.test>".into()], &["sales@example.test".into()]),
+            hop_check(
+                30,
+                2,
+                &["<Sales@Example.test>".into()],
+                &["sales@example.test".into()]
+            ),
             Some("Mail forwarding loop for sales@example.test".into())
         );
-        assert_eq!(hop_check(30, 2, &["other@example.test".into()], &["sales@example.test".into()]), None);
+        assert_eq!(
+            hop_check(
+                30,
+                2,
+                &["other@example.test".into()],
+                &["sales@example.test".into()]
+            ),
+            None
+        );
     }
 
     #[test]

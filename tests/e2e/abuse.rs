@@ -970,3 +970,145 @@ fn auth_brute_force_is_slowed_capped_and_legit_logins_work() {
     assert!(p.line().starts_with("+OK"), "{}", p.transcript);
     assert!(server.log().contains("pop3 login failed"));
 }
+
+// ------------------------------------------------------------ disk full
+
+/// A tmpfs mounted over a directory, unmounted (lazily) on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// None when mounting is not permitted here (not root, no CAP_SYS_ADMIN).
+    fn mount(at: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the file system holding `path` until a write fails.
+fn fill(path: &std::path::Path) {
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = vec![0x55u8; 64 << 10];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.sync_all();
+}
+
+/// Starts a server whose data directory is a small tmpfs holding one
+/// message for alice, then fills the tmpfs. None when mounting is not
+/// permitted (the caller skips).
+fn full_disk_server() -> Option<(Server, Tmpfs, std::path::PathBuf)> {
+    let mut server = Server::start();
+    assert!(
+        send_raw_message(
+            server.smtp,
+            "a@remote.test",
+            &["alice@example.test"],
+            b"Subject: before\r\n\r\nx\r\n"
+        )
+        .starts_with("250")
+    );
+    // Move the data directory onto a small tmpfs (same path, server stopped).
+    server.kill9();
+    let data = server.dir.path().join("data");
+    let saved = server.dir.path().join("data.saved");
+    std::fs::rename(&data, &saved).unwrap();
+    std::fs::create_dir(&data).unwrap();
+    let Some(fs) = Tmpfs::mount(&data, "32m") else {
+        eprintln!("SKIPPED disk-full test: mount -t tmpfs is not permitted here (needs root)");
+        return None;
+    };
+    for e in std::fs::read_dir(&saved).unwrap() {
+        let e = e.unwrap();
+        // Regular files only: the data dir may hold a control socket.
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), data.join(e.file_name())).unwrap();
+        }
+    }
+    server.restart();
+    assert!(try_send_body(&server, 1000).starts_with("250"), "the tmpfs works");
+    let filler = data.join("filler");
+    fill(&filler);
+    Some((server, fs, filler))
+}
+
+#[test]
+fn disk_full_answers_452_stores_nothing_and_a_restart_recovers() {
+    let Some((mut server, _fs, filler)) = full_disk_server() else {
+        return;
+    };
+    let r = try_send_body(&server, 200_000);
+    assert!(r.starts_with("452 4.3.1"), "disk full: {r}");
+    assert!(
+        server.log().contains("No space left on device"),
+        "{}",
+        server.log()
+    );
+    // The server stays up and answers new sessions.
+    let (mut c, g) = Raw::connect(server.smtp);
+    assert!(g.starts_with("220"), "{g}");
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    // Space returns; after a restart the database opens and holds exactly
+    // the two messages acknowledged before the disk filled.
+    server.kill9();
+    std::fs::remove_file(&filler).unwrap();
+    server.restart();
+    assert_eq!(pop3_fetch_all(server.pop3, "alice", "secret", false).len(), 2);
+    assert!(try_send_body(&server, 200_000).starts_with("250 2.0.0"));
+    assert_eq!(count(&server, "alice"), 3);
+    server.kill9();
+}
+
+/// KNOWN BUG (reported, host/src/store): after one failed commit (ENOSPC)
+/// redb refuses every later operation ("Previous I/O error occurred.
+/// Please close and re-open the database"), so POP3 reads fail on a full
+/// disk and mail does not flow again when space returns until the server
+/// restarts. The store must reopen the database after an I/O error.
+#[test]
+#[ignore = "store bug: redb is poisoned after an I/O error until restart (see RELIABILITY.md)"]
+fn disk_full_keeps_reading_and_recovers_without_a_restart() {
+    let Some((mut server, _fs, filler)) = full_disk_server() else {
+        return;
+    };
+    assert!(try_send_body(&server, 200_000).starts_with("452 4.3.1"));
+    let msgs = pop3_fetch_all(server.pop3, "alice", "secret", false);
+    assert_eq!(msgs.len(), 2, "reads still served on a full disk");
+    std::fs::remove_file(&filler).unwrap();
+    let mut ok = String::new();
+    for _ in 0..50 {
+        ok = try_send_body(&server, 200_000);
+        if ok.starts_with("250") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ok.starts_with("250 2.0.0"), "recovers when space returns: {ok}");
+    assert_eq!(count(&server, "alice"), 3);
+    server.kill9();
+}
+
+/// One message of about `size` bytes to alice; the final reply.
+fn try_send_body(server: &Server, size: usize) -> String {
+    let body = format!("{}\r\n", "z".repeat(70)).repeat(size / 72 + 1);
+    let (mut c, _) = Raw::connect(server.smtp);
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@remote.test>");
+    let r = c.cmd("RCPT TO:<alice@example.test>");
+    if !r.starts_with("250") {
+        return r;
+    }
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(format!("Subject: sized\r\n\r\n{body}.\r\n").as_bytes());
+    c.reply()
+}

@@ -81,6 +81,23 @@ pub fn missing_submission_headers(
     add
 }
 
+/// The addresses of the `From:` field(s), lower-cased (none when absent
+/// or unparsable: a missing From is the MUA's business, not a forgery).
+pub fn from_addresses(raw: &[u8]) -> Vec<String> {
+    let Some(message) = mail_parser::MessageParser::default().parse_headers(raw) else {
+        return Vec::new();
+    };
+    message
+        .from()
+        .map(|list| {
+            list.iter()
+                .filter_map(|a| a.address())
+                .map(str::to_lowercase)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn trim_ascii(b: &[u8]) -> &[u8] {
     let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
     let end = b
@@ -104,6 +121,15 @@ pub fn is_valid_field(name: &str, value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_header_addresses() {
+        assert_eq!(
+            from_addresses(b"From: \"Alice A\" <Alice@Example.test>, bob@example.test\r\nTo: x@y\r\n\r\nFrom: not@this\r\n"),
+            vec!["alice@example.test".to_string(), "bob@example.test".to_string()]
+        );
+        assert!(from_addresses(b"Subject: none\r\n\r\n").is_empty());
+    }
 
     #[test]
     fn submission_headers_only_when_missing() {

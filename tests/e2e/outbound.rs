@@ -507,6 +507,15 @@ fn relaying_needs_auth_or_a_relay_network() {
         "x\n",
     );
     assert!(r.starts_with("553 5.7.1"), "{r}");
+    // Nor put someone else in From:.
+    let r = submit(
+        &a,
+        "alice@example.test",
+        "alice@example.test",
+        &["carol@remote.test"],
+        "From: Bob <bob@example.test>\nSubject: forged\n\nx\n",
+    );
+    assert!(r.starts_with("553 5.7.1"), "{r}");
     // Relay tricks stay refused even for an authenticated user: the next
     // hop could honour them.
     for trick in ["carol%remote.test@other2.test", "remote.test!carol@other2.test"] {

@@ -262,6 +262,9 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// `tls.key`: the private key (PEM) of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// `submission.senders`: per user, the other addresses (or `@domain`
+    /// for a whole domain) they may send as; lower-cased.
+    pub submission_senders: Vec<(String, Vec<String>)>,
     /// Limits applied to every session.
     pub limits: Limits,
     /// How long a shutdown waits for sessions in flight.
@@ -709,7 +712,24 @@ impl Config {
             Some(d) => base.join(d.trim()),
             None => data_dir.join("plugin-cache"),
         };
+        let mut submission_senders = Vec::new();
+        for (user, list) in raw.submission.iter().flat_map(|s| s.senders.iter()) {
+            let user = user.trim().to_lowercase();
+            let mut allowed = Vec::new();
+            for a in list {
+                let a = a.trim().to_lowercase();
+                if !a.contains('@') || a.chars().any(char::is_whitespace) {
+                    return Err(err(
+                        &format!("submission.senders.{user}"),
+                        format!("`{a}` is not an address or @domain"),
+                    ));
+                }
+                allowed.push(a);
+            }
+            submission_senders.push((user, allowed));
+        }
         Ok(Config {
+            submission_senders,
             routes,
             relay,
             queue,
@@ -761,6 +781,21 @@ impl Config {
                 DEFAULT_SHUTDOWN_TIMEOUT,
             )?,
         })
+    }
+
+    /// Whether the authenticated `user` may send as `address` (its own,
+    /// or one `submission.senders` grants it).
+    pub fn may_send_as(&self, user: &str, address: &str) -> bool {
+        let address = address.to_lowercase();
+        if address == user.to_lowercase() {
+            return true;
+        }
+        let domain = address.rsplit_once('@').map(|(_, d)| format!("@{d}"));
+        self.submission_senders
+            .iter()
+            .filter(|(u, _)| u.eq_ignore_ascii_case(user))
+            .flat_map(|(_, list)| list)
+            .any(|a| *a == address || Some(a) == domain.as_ref())
     }
 
     /// Whether mail for `domain` is relayed by this gateway
@@ -891,6 +926,19 @@ mod tests {
         assert_eq!(c.queue.retry_first, Duration::from_secs(60));
         assert_eq!((c.queue.mx_port, c.queue.tls), (2525, OutboundTls::Never));
         assert_eq!(c.queue.max_age, DEFAULT_QUEUE_MAX_AGE);
+
+        let s = Config::parse(
+            &format!(
+                "{MINIMAL}[submission]\nsenders = {{ \"alice@example.test\" = [\"sales@example.test\", \"@lists.example.test\"] }}\n"
+            ),
+            "t",
+        )
+        .unwrap();
+        assert!(s.may_send_as("alice@example.test", "Alice@Example.test"));
+        assert!(s.may_send_as("alice@example.test", "sales@example.test"));
+        assert!(s.may_send_as("alice@example.test", "any@lists.example.test"));
+        assert!(!s.may_send_as("alice@example.test", "bob@example.test"));
+        assert!(!s.may_send_as("bob@example.test", "sales@example.test"));
 
         let d = Config::parse(MINIMAL, "t").unwrap();
         assert!(d.route_for("x.test").is_none());

@@ -126,6 +126,8 @@ pub(super) struct RawSubmission {
     #[serde(default)]
     pub listen: Vec<String>,
     pub auth_without_tls: Option<bool>,
+    #[serde(default)]
+    pub senders: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -19,9 +19,16 @@ use crate::shared::Shared;
 use crate::store::queue::{QueueRcpt, QueueRecord};
 use crate::store::{CommitFailure, Folder, Write, queue_id};
 
-/// How much is read from the socket at once. Also bounds what a pipelining
-/// client can make the session buffer beyond one command line.
+/// How much is read from the socket at once during DATA/BDAT, or after a
+/// read that filled the small buffer. Also bounds what a pipelining client
+/// can make the session buffer beyond one command line.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// The read buffer between messages: enough for a pipelined MAIL/RCPT/DATA
+/// group. An idle connection holds only this much (the big buffer is
+/// allocated when data starts and given back after it), which is most of
+/// what keeps idle connections cheap.
+const SMALL_READ: usize = 1024;
 
 /// How a connection loop ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -85,7 +92,8 @@ async fn run<S>(
         session,
         policy: Policy::new(shared, peer, kind, implicit_tls.is_some()),
         out: Vec::with_capacity(1024),
-        buf: vec![0u8; READ_CHUNK],
+        buf: Vec::with_capacity(SMALL_READ),
+        grow: false,
         stopping: false,
         shutdown,
     };
@@ -122,7 +130,11 @@ struct Conn<'a> {
     session: Session,
     policy: Policy<'a>,
     out: Vec<u8>,
+    /// Read into its spare capacity (never zero-filled): `SMALL_READ`
+    /// between messages, `READ_CHUNK` while data streams in.
     buf: Vec<u8>,
+    /// The last read filled the buffer: more is probably waiting.
+    grow: bool,
     stopping: bool,
     shutdown: watch::Receiver<bool>,
 }
@@ -185,8 +197,14 @@ impl Conn<'_> {
             } else {
                 limits.command_timeout
             };
+            self.buf.clear();
+            if session.in_data() || self.grow {
+                self.buf.reserve(READ_CHUNK);
+            } else if self.buf.capacity() > SMALL_READ {
+                self.buf.shrink_to(SMALL_READ);
+            }
             let read = tokio::select! {
-                r = tokio::time::timeout(timeout, stream.read(&mut self.buf)) => r,
+                r = tokio::time::timeout(timeout, stream.read_buf(&mut self.buf)) => r,
                 _ = self.shutdown.changed(), if !self.stopping => {
                     self.stopping = true;
                     continue;
@@ -209,7 +227,10 @@ impl Conn<'_> {
                 }
                 // Everything read is fed: the driver keeps no bytes of its own,
                 // so what followed a STARTTLS is dropped by the session.
-                Ok(Ok(n)) => session.feed(&self.buf[..n]),
+                Ok(Ok(n)) => {
+                    self.grow = n == self.buf.capacity();
+                    session.feed(&self.buf[..n]);
+                }
                 Ok(Err(_)) => return End::Closed,
             }
         }
@@ -362,9 +383,10 @@ impl<'a> Policy<'a> {
                 if let Some(user) = &self.user {
                     // An authenticated user sends as themself only.
                     let own = match &from {
-                        ReversePath::Path(a) => {
-                            format!("{}@{}", a.local, a.domain).eq_ignore_ascii_case(user)
-                        }
+                        ReversePath::Path(a) => self
+                            .shared
+                            .config
+                            .may_send_as(user, &format!("{}@{}", a.local, a.domain)),
                         ReversePath::Null => false,
                     };
                     if !own {
@@ -578,6 +600,23 @@ impl<'a> Policy<'a> {
             .as_ref()
             .map(|o| o.decision.clone())
             .unwrap_or(Decision::Continue);
+        if let Some(user) = &self.user {
+            // The From: of submitted mail belongs to the user too (RFC 6409
+            // §8 lets the MSA enforce it): otherwise our name vouches for
+            // a forgery.
+            let forged: Vec<String> = crate::headers::from_addresses(&data)
+                .into_iter()
+                .filter(|a| !shared.config.may_send_as(user, a))
+                .collect();
+            if !forged.is_empty() {
+                tracing::info!(queue_id = %qid, user = %user, from_header = %forged.join(","), result = "rejected", "From: header not owned by the authenticated user");
+                return Answer::Reject(Reply::new(
+                    553,
+                    EnhancedCode(5, 7, 1),
+                    "From: header address not owned by the authenticated user",
+                ));
+            }
+        }
         if let Some(reply) = refusal(&decision) {
             if matches!(decision, Decision::Disconnect(_)) {
                 self.disconnect = true;

@@ -5,6 +5,7 @@
 //! Every subcommand is bounded in both count and time, and refuses any
 //! address that is not loopback.
 
+mod dns;
 mod idle;
 mod message;
 mod net;
@@ -56,6 +57,11 @@ enum Command {
     ///
     /// Example: poczta-bench idle --addr 127.0.0.1:2525 --connections 1000 --pid $(pidof poczta)
     Idle(idle::IdleArgs),
+    /// Answer DNS on loopback UDP: NXDOMAIN for every name but the A records
+    /// given, for measuring plugins that use DNS without the network.
+    ///
+    /// Example: poczta-bench dns --listen 127.0.0.1:5353 --a 2.0.0.127.bl.test=127.0.0.2
+    Dns(dns::DnsArgs),
 }
 
 /// Time bounds shared by every subcommand.
@@ -109,6 +115,7 @@ fn main() -> ExitCode {
             Command::Smtp(args) => smtp::run(args).await,
             Command::Pop3(args) => pop3::run(args).await,
             Command::Idle(args) => idle::run(args).await,
+            Command::Dns(args) => dns::run(args).await,
         }
     });
     match result {

@@ -97,7 +97,8 @@ fn queue_len(server: &Server) -> usize {
     queue_json(server).as_array().map_or(0, Vec::len)
 }
 
-/// One scripted answer to RCPT per session, in order; the last repeats.
+/// One scripted answer to RCPT per transaction (MAIL), in order; the last
+/// repeats.
 #[derive(Clone, Copy, Debug)]
 enum Rcpt {
     Accept,
@@ -105,12 +106,23 @@ enum Rcpt {
     Reject,
 }
 
+/// What a [`FakeMx`] saw.
+#[derive(Default)]
+struct Seen {
+    /// (RCPT lines, data) of every accepted message.
+    messages: Vec<(Vec<String>, String)>,
+    /// Connections.
+    sessions: usize,
+    /// MAIL commands.
+    transactions: usize,
+}
+
 /// A minimal SMTP server on loopback that answers RCPT as scripted per
-/// session and records every message it accepts.
+/// transaction and records every message it accepts. A thread per
+/// connection, so a session parked by the client does not stall others.
 struct FakeMx {
     addr: SocketAddr,
-    messages: Arc<Mutex<Vec<(Vec<String>, String)>>>,
-    sessions: Arc<Mutex<usize>>,
+    seen: Arc<Mutex<Seen>>,
 }
 
 impl FakeMx {
@@ -120,48 +132,43 @@ impl FakeMx {
 
     fn start_on(listener: TcpListener, script: Vec<Rcpt>) -> FakeMx {
         let addr = listener.local_addr().unwrap();
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let sessions = Arc::new(Mutex::new(0usize));
-        let (m, n) = (messages.clone(), sessions.clone());
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let shared = seen.clone();
+        let script = Arc::new(script);
         std::thread::spawn(move || {
             // Bounded: a test needs a handful of sessions.
             for stream in listener.incoming().take(50) {
                 let Ok(stream) = stream else { continue };
-                let i = {
-                    let mut n = n.lock().unwrap();
-                    *n += 1;
-                    *n - 1
-                };
-                let rcpt = script[i.min(script.len() - 1)];
-                let _ = serve_fake(stream, rcpt, &m);
+                shared.lock().unwrap().sessions += 1;
+                let (seen, script) = (shared.clone(), script.clone());
+                std::thread::spawn(move || {
+                    let _ = serve_fake(stream, &script, &seen);
+                });
             }
         });
-        FakeMx {
-            addr,
-            messages,
-            sessions,
-        }
+        FakeMx { addr, seen }
     }
 
     fn messages(&self) -> Vec<(Vec<String>, String)> {
-        self.messages.lock().unwrap().clone()
+        self.seen.lock().unwrap().messages.clone()
     }
 
     fn sessions(&self) -> usize {
-        *self.sessions.lock().unwrap()
+        self.seen.lock().unwrap().sessions
+    }
+
+    fn transactions(&self) -> usize {
+        self.seen.lock().unwrap().transactions
     }
 }
 
-fn serve_fake(
-    stream: TcpStream,
-    rcpt: Rcpt,
-    messages: &Mutex<Vec<(Vec<String>, String)>>,
-) -> std::io::Result<()> {
+fn serve_fake(stream: TcpStream, script: &[Rcpt], seen: &Mutex<Seen>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(WAIT))?;
     let mut w = stream.try_clone()?;
     let mut r = BufReader::new(stream);
     w.write_all(b"220 fake.test ESMTP\r\n")?;
     let mut rcpts = Vec::new();
+    let mut rcpt = Rcpt::Accept;
     loop {
         let mut line = String::new();
         if r.read_line(&mut line)? == 0 {
@@ -172,6 +179,9 @@ fn serve_fake(
             w.write_all(b"250-fake.test\r\n250-8BITMIME\r\n250 SIZE 10000000\r\n")?;
         } else if upper.starts_with("MAIL") {
             rcpts.clear();
+            let mut s = seen.lock().unwrap();
+            rcpt = script[s.transactions.min(script.len() - 1)];
+            s.transactions += 1;
             w.write_all(b"250 2.1.0 OK\r\n")?;
         } else if upper.starts_with("RCPT") {
             match rcpt {
@@ -195,7 +205,7 @@ fn serve_fake(
                 }
                 data.push_str(&l);
             }
-            messages.lock().unwrap().push((rcpts.clone(), data));
+            seen.lock().unwrap().messages.push((rcpts.clone(), data));
             w.write_all(b"250 2.0.0 accepted\r\n")?;
         } else if upper.starts_with("QUIT") {
             w.write_all(b"221 bye\r\n")?;
@@ -280,7 +290,7 @@ fn remote_tempfail_is_retried_and_delivered_once() {
         (!m.is_empty()).then_some(m)
     })
     .unwrap_or_else(|| panic!("never delivered after the 451\n{}", a.log()));
-    assert!(fake.sessions() >= 2, "the first attempt was deferred");
+    assert!(fake.transactions() >= 2, "the first attempt was deferred");
     assert!(msgs[0].1.contains("Subject: retry me"));
     assert!(wait_for(WAIT, || (queue_len(&a) == 0).then_some(())).is_some());
     // Two more retry intervals: nothing is sent again.
@@ -606,4 +616,35 @@ fn gateway_filters_relay_domain_mail_and_forwards_it_to_the_next_hop() {
     );
     assert!(text.contains("by gw.example.test"), "{text}");
     assert!(text.contains("hello erin"), "{text}");
+}
+
+#[test]
+fn one_connection_carries_several_messages_to_the_same_host() {
+    let fake = FakeMx::start(vec![Rcpt::Accept]);
+    let a = sender(&format!(
+        "{}\n[[routes]]\ndomain = \"remote.test\"\nnext_hop = \"{}\"\n",
+        fast_queue(25),
+        fake.addr
+    ));
+    for n in 1..=3 {
+        let r = submit(
+            &a,
+            "alice@example.test",
+            "alice@example.test",
+            &["carol@remote.test"],
+            &format!("Subject: number {n}\n\nbody\n"),
+        );
+        assert!(r.starts_with("250"), "{r}");
+        assert!(
+            wait_for(DELIVERY_WAIT, || (fake.messages().len() == n).then_some(())).is_some(),
+            "message {n} not delivered\n{}",
+            a.log()
+        );
+    }
+    assert_eq!(
+        fake.sessions(),
+        1,
+        "the idle session was reused (RSET between messages)"
+    );
+    assert_eq!(fake.transactions(), 3);
 }

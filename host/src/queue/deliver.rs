@@ -1,21 +1,101 @@
-//! The tokio driver of one delivery attempt: connect, run the sans-IO
-//! [`Client`] over the socket (upgrading to TLS when it asks), with a time
-//! limit on the connect and on every read.
+//! The tokio driver of one delivery attempt: connect (or take a session
+//! an earlier delivery to the same server left open in the [`Pool`]), run
+//! the sans-IO [`Client`] over the socket (upgrading to TLS when it asks),
+//! with a time limit on the connect and on every read.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::smtp::client::{Client, ClientConfig, ClientEvent, Message, Outcome};
+use crate::smtp::client::{Client, ClientConfig, ClientEvent, Disposition, Message, Outcome, Resume};
 
 /// Anything the client can talk over: TCP, or TLS around it.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// How long an idle session waits for the next message to its server.
+/// Short: the remote's own idle timeout is minutes, but an idle session
+/// holds one of its connection slots.
+pub const IDLE: Duration = Duration::from_secs(10);
+
+/// Most idle sessions kept per server.
+const MAX_IDLE_PER_SERVER: usize = 4;
+
+/// One open session, between messages.
+struct Parked {
+    stream: Box<dyn Io>,
+    resume: Resume,
+    since: Instant,
+}
+
+/// Open sessions by server address: several messages to the same host go
+/// over one connection (RSET between them) instead of one connection each.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<Parked>>>,
+}
+
+impl Pool {
+    fn take(&self, addr: SocketAddr) -> Option<Parked> {
+        let mut idle = self.idle.lock().expect("lock poisoned");
+        let list = idle.get_mut(&addr)?;
+        while let Some(p) = list.pop() {
+            if p.since.elapsed() < IDLE {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    fn put(&self, addr: SocketAddr, parked: Parked) {
+        let mut idle = self.idle.lock().expect("lock poisoned");
+        let list = idle.entry(addr).or_default();
+        if list.len() < MAX_IDLE_PER_SERVER {
+            list.push(parked);
+        }
+    }
+
+    /// Closes the sessions idle for longer than [`IDLE`] (all of them with
+    /// `all`), with a polite QUIT.
+    pub fn expire(&self, all: bool) {
+        let mut old = Vec::new();
+        {
+            let mut idle = self.idle.lock().expect("lock poisoned");
+            for list in idle.values_mut() {
+                let (keep, gone): (Vec<_>, Vec<_>) =
+                    list.drain(..).partition(|p| !all && p.since.elapsed() < IDLE);
+                *list = keep;
+                old.extend(gone);
+            }
+            idle.retain(|_, l| !l.is_empty());
+        }
+        for mut p in old {
+            tokio::spawn(async move {
+                let quit = async {
+                    p.stream.write_all(b"QUIT\r\n").await?;
+                    p.stream.shutdown().await
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), quit).await;
+            });
+        }
+    }
+
+    /// How many sessions are idle now.
+    pub fn idle_count(&self) -> usize {
+        self.idle
+            .lock()
+            .expect("lock poisoned")
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+}
 
 /// Time limits of one attempt.
 #[derive(Clone, Copy, Debug)]
@@ -40,7 +120,10 @@ pub enum ConnectError {
 }
 
 /// Delivers `message` to the server at `addr` (named `host` for TLS),
-/// returning the per-recipient outcome once a connection was made.
+/// returning the per-recipient outcome once a connection was made. An
+/// idle session to `addr` in `pool` is used first; if it turns out dead
+/// before anything was decided, a fresh connection is made. A session that
+/// ends cleanly is parked in `pool` for the next message.
 pub async fn attempt(
     addr: SocketAddr,
     host: &str,
@@ -48,7 +131,21 @@ pub async fn attempt(
     tls: Arc<rustls::ClientConfig>,
     message: Message,
     timeouts: Timeouts,
+    pool: &Pool,
 ) -> Result<Outcome, ConnectError> {
+    if let Some(parked) = pool.take(addr) {
+        let client = Client::resume(config.clone(), message.clone(), parked.resume);
+        let (outcome, stream) = converse(client, parked.stream, addr, host, &tls, timeouts).await;
+        let stale = outcome
+            .recipients
+            .iter()
+            .all(|r| r.disposition == Disposition::Transient && !r.remote);
+        if !stale {
+            park(pool, addr, &outcome, stream);
+            return Ok(outcome);
+        }
+        tracing::debug!(%addr, "an idle session had gone; connecting afresh");
+    }
     let tcp = match tokio::time::timeout(timeouts.connect, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -65,8 +162,35 @@ pub async fn attempt(
         }
     };
     let _ = tcp.set_nodelay(true);
-    let mut client = Client::new(config, message);
-    let mut stream: Box<dyn Io> = Box::new(tcp);
+    let client = Client::new(config, message);
+    let (outcome, stream) = converse(client, Box::new(tcp), addr, host, &tls, timeouts).await;
+    park(pool, addr, &outcome, stream);
+    Ok(outcome)
+}
+
+fn park(pool: &Pool, addr: SocketAddr, outcome: &Outcome, stream: Option<Box<dyn Io>>) {
+    if let (Some(resume), Some(stream)) = (outcome.resume.clone(), stream) {
+        pool.put(
+            addr,
+            Parked {
+                stream,
+                resume,
+                since: Instant::now(),
+            },
+        );
+    }
+}
+
+/// Runs `client` over `stream` to its outcome; gives the stream back when
+/// the session is still open (the outcome can be resumed).
+async fn converse(
+    mut client: Client,
+    mut stream: Box<dyn Io>,
+    addr: SocketAddr,
+    host: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    timeouts: Timeouts,
+) -> (Outcome, Option<Box<dyn Io>>) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         while let Some(event) = client.poll() {
@@ -91,18 +215,21 @@ pub async fn attempt(
                         Ok(Err(e)) => {
                             tracing::info!(host, %addr, error = %e, "outbound TLS handshake failed");
                             client.connection_lost();
-                            return Ok(done(&mut client));
+                            return (done(&mut client), None);
                         }
                         Err(_) => {
                             client.connection_lost();
-                            return Ok(done(&mut client));
+                            return (done(&mut client), None);
                         }
                     }
                 }
                 ClientEvent::Done(outcome) => {
+                    if outcome.resume.is_some() {
+                        return (outcome, Some(stream));
+                    }
                     // QUIT was queued before Done; its answer is optional.
                     let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
-                    return Ok(outcome);
+                    return (outcome, None);
                 }
             }
         }

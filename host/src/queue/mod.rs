@@ -63,6 +63,8 @@ pub struct Queue {
     wake: Notify,
     in_flight: Mutex<HashSet<u64>>,
     slots: Arc<Semaphore>,
+    /// Sessions left open between messages to the same server.
+    pool: deliver::Pool,
     /// Gateway recipient verification answers, by lower-cased address.
     verified: Mutex<HashMap<String, (verify::Verdict, std::time::Instant)>>,
 }
@@ -89,6 +91,7 @@ impl Queue {
             in_flight: Mutex::new(HashSet::new()),
             slots,
             verified: Mutex::new(HashMap::new()),
+            pool: deliver::Pool::default(),
         }))
     }
 
@@ -107,6 +110,7 @@ impl Queue {
                 break;
             }
             while tasks.try_join_next().is_some() {}
+            self.pool.expire(false);
             let now = crate::clock::unix_secs();
             let wait = match self.store.read(move |db| q::due(db, now)).await {
                 Ok((ready, next)) => {
@@ -139,12 +143,18 @@ impl Queue {
                     poll
                 }
             };
+            let wait = if self.pool.idle_count() > 0 {
+                wait.min(deliver::IDLE)
+            } else {
+                wait
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}
                 _ = self.wake.notified() => {}
                 _ = stop.changed() => {}
             }
         }
+        self.pool.expire(true);
         if !tasks.is_empty() {
             tracing::info!(
                 in_flight = tasks.len(),
@@ -376,6 +386,7 @@ impl Queue {
                         OutboundTls::Required => TlsMode::Required,
                         OutboundTls::Never => TlsMode::Never,
                     },
+                    keep_open: true,
                 };
                 match deliver::attempt(
                     addr,
@@ -384,6 +395,7 @@ impl Queue {
                     self.tls.clone(),
                     message.clone(),
                     timeouts,
+                    &self.pool,
                 )
                 .await
                 {

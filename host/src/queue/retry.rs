@@ -204,6 +204,7 @@ mod tests {
         let outcome = Outcome {
             recipients: vec![ok, perm],
             tls: false,
+            resume: None,
         };
         assert_eq!(
             p.classify(&outcome, 1, arrival, arrival, "m1"),

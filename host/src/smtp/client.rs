@@ -59,6 +59,10 @@ pub struct ClientConfig {
     pub helo_name: String,
     /// The STARTTLS policy for this server.
     pub tls: TlsMode,
+    /// Leave the session open after the message instead of sending QUIT,
+    /// when it ended cleanly, so the next message to the same server can
+    /// go over it ([`Outcome::resume`], [`Client::resume`]).
+    pub keep_open: bool,
 }
 
 /// The message to deliver: the envelope and the content as stored.
@@ -114,6 +118,8 @@ pub enum ClientCommand {
     Rcpt(Address),
     /// `DATA`.
     Data,
+    /// `RSET`: a clean slate on a reused session.
+    Rset,
     /// `QUIT`.
     Quit,
 }
@@ -147,6 +153,7 @@ impl fmt::Display for ClientCommand {
             }
             ClientCommand::Rcpt(a) => write!(f, "RCPT TO:<{a}>\r\n"),
             ClientCommand::Data => f.write_str("DATA\r\n"),
+            ClientCommand::Rset => f.write_str("RSET\r\n"),
             ClientCommand::Quit => f.write_str("QUIT\r\n"),
         }
     }
@@ -199,6 +206,17 @@ pub struct Outcome {
     pub recipients: Vec<RcptResult>,
     /// Whether the message (or the attempt) ran inside TLS.
     pub tls: bool,
+    /// The session is still open and in step (no QUIT was sent): hand this
+    /// to [`Client::resume`] with the same connection for the next
+    /// message. `None` unless [`ClientConfig::keep_open`].
+    pub resume: Option<Resume>,
+}
+
+/// What a reused session remembers of its EHLO and STARTTLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resume {
+    ext: Extensions,
+    in_tls: bool,
 }
 
 /// What the server answers next (one entry per command in flight).
@@ -212,6 +230,7 @@ enum Expect {
     Rcpt(usize),
     Data,
     EndOfData,
+    Rset,
 }
 
 /// A recipient's state during the attempt.
@@ -226,7 +245,7 @@ enum Rcpt {
 }
 
 /// What EHLO offered.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Extensions {
     pipelining: bool,
     starttls: bool,
@@ -260,6 +279,12 @@ pub struct Client {
     /// Set by a failed MAIL when the rest of the envelope was pipelined:
     /// the RCPT and DATA replies still to come are read and ignored.
     mail_failed: Option<Reply>,
+    /// MAIL went out: the session got as far as a transaction, so it is
+    /// worth keeping open.
+    mail_sent: bool,
+    /// The server is closing (421), or a reply we will not read is still
+    /// due: the session cannot be reused.
+    spent: bool,
     done: bool,
 }
 
@@ -285,8 +310,22 @@ impl Client {
             in_tls: false,
             handshaking: false,
             mail_failed: None,
+            mail_sent: false,
+            spent: false,
             done: false,
         }
+    }
+
+    /// A client for the next message over a session an earlier client
+    /// left open ([`Outcome::resume`]): RSET, then the envelope.
+    pub fn resume(config: ClientConfig, message: Message, resume: Resume) -> Client {
+        let mut c = Client::new(config, message);
+        c.expect.clear();
+        c.ext = resume.ext;
+        c.in_tls = resume.in_tls;
+        c.send(&[ClientCommand::Rset]);
+        c.expect.push_back(Expect::Rset);
+        c
     }
 
     /// Feeds bytes read from the server.
@@ -393,6 +432,7 @@ impl Client {
         // 421 may answer any command: the server is closing (RFC 5321
         // §3.8), whatever the reply was for.
         if reply.code == 421 {
+            self.spent = true;
             match self.mail_failed.take() {
                 // The MAIL refusal is what decides, not the goodbye.
                 Some(mail) => self.fail_by_class(mail),
@@ -471,6 +511,15 @@ impl Client {
                 }
             }
             Expect::Data => self.data_reply(reply),
+            Expect::Rset => {
+                if reply.code == 250 {
+                    self.envelope();
+                } else {
+                    // A reused session that does not take RSET is not one
+                    // to trust: the driver starts a fresh one.
+                    self.protocol_error("RSET refused on a reused session");
+                }
+            }
             Expect::EndOfData => {
                 let disposition = if reply.is_error() {
                     class_of(&reply)
@@ -530,6 +579,7 @@ impl Client {
             self.finish(true);
             return;
         }
+        self.mail_sent = true;
         let mail = ClientCommand::Mail {
             from: self.message.from.clone(),
             size: self.ext.size.map(|_| self.size),
@@ -574,6 +624,7 @@ impl Client {
                 // A server that opens DATA after refusing MAIL: end it
                 // empty so no message is left half-open.
                 self.events.push_back(ClientEvent::Send(b".\r\n".to_vec()));
+                self.spent = true;
             }
             self.fail_by_class(mail);
             return;
@@ -588,6 +639,7 @@ impl Client {
             // RFC 2920 §3.1: DATA accepted though every RCPT failed; send
             // an empty message, which has no recipients to reach.
             self.events.push_back(ClientEvent::Send(b".\r\n".to_vec()));
+            self.spent = true;
             self.finish(true);
         } else {
             self.events.push_back(ClientEvent::Send(self.wire.clone()));
@@ -637,7 +689,13 @@ impl Client {
         if self.done {
             return;
         }
-        if quit {
+        let reusable = quit
+            && self.config.keep_open
+            && self.mail_sent
+            && !self.spent
+            && !self.handshaking
+            && self.expect.is_empty();
+        if quit && !reusable {
             self.send(&[ClientCommand::Quit]);
         }
         // Anything still open here was never answered (e.g. recipients
@@ -665,6 +723,10 @@ impl Client {
         self.events.push_back(ClientEvent::Done(Outcome {
             recipients,
             tls: self.in_tls,
+            resume: reusable.then(|| Resume {
+                ext: self.ext.clone(),
+                in_tls: self.in_tls,
+            }),
         }));
         self.done = true;
         self.buf.clear();
@@ -822,13 +884,15 @@ mod tests {
     }
 
     fn client(tls: TlsMode, msg: Message) -> Client {
-        Client::new(
-            ClientConfig {
-                helo_name: "mx.here.example".into(),
-                tls,
-            },
-            msg,
-        )
+        Client::new(config(tls, false), msg)
+    }
+
+    fn config(tls: TlsMode, keep_open: bool) -> ClientConfig {
+        ClientConfig {
+            helo_name: "mx.here.example".into(),
+            tls,
+            keep_open,
+        }
     }
 
     /// What the client did after being fed `input`.
@@ -912,6 +976,54 @@ mod tests {
             ]
         );
         assert!(c.is_done());
+    }
+
+    #[test]
+    fn a_kept_session_carries_the_next_message_after_rset() {
+        let mut c = Client::new(
+            config(TlsMode::Never, true),
+            message(&["b@there.example"], b"one"),
+        );
+        let first = run(
+            &mut c,
+            format!("220 x\r\n{EHLO_PIPE}250 OK\r\n250 OK\r\n354 go\r\n250 OK\r\n").as_bytes(),
+        );
+        assert!(!sent(&first).contains("QUIT"), "{}", sent(&first));
+        let resume = first.outcome.unwrap().resume.expect("reusable");
+        let mut next = Client::resume(
+            config(TlsMode::Never, true),
+            message(&["c@there.example"], b"two"),
+            resume,
+        );
+        let seen = run(&mut next, b"");
+        assert_eq!(sent(&seen), "RSET\r\n");
+        let seen = run(&mut next, b"250 OK\r\n");
+        assert!(sent(&seen).starts_with("MAIL FROM:<a@here.example> SIZE=5\r\nRCPT TO:<c@there.example>"));
+        let seen = run(&mut next, b"250 OK\r\n250 OK\r\n354 go\r\n250 2.0.0 OK\r\n");
+        let o = seen.outcome.unwrap();
+        assert_eq!(o.recipients[0].disposition, Disposition::Delivered);
+        assert!(o.resume.is_some());
+
+        // A 421 spends the session; so does a refused RSET.
+        let mut c = Client::new(config(TlsMode::Never, true), message(&["b@there.example"], b"x"));
+        let seen = run(
+            &mut c,
+            format!("220 x\r\n{EHLO_PIPE}421 4.3.2 closing\r\n").as_bytes(),
+        );
+        assert!(seen.outcome.unwrap().resume.is_none());
+        let mut r = Client::resume(
+            config(TlsMode::Never, true),
+            message(&["b@there.example"], b"x"),
+            o.resume.unwrap(),
+        );
+        let seen = run(&mut r, b"500 what\r\n");
+        let o = seen.outcome.unwrap();
+        assert!(o.resume.is_none());
+        assert_eq!(o.recipients[0].disposition, Disposition::Transient);
+        assert!(
+            !o.recipients[0].remote,
+            "a refused RSET is not the recipient's fault"
+        );
     }
 
     #[test]

@@ -34,6 +34,8 @@ mod policy_av;
 mod policy_lang;
 /// POP3 retrieval, deletion rules, locking, login failures.
 mod pop3;
+/// The quick start's plugin suite as one chain over the sample messages.
+mod quickstart;
 /// SMTP acceptance, limits, hostile input, concurrency.
 mod smtp;
 /// TLS (STARTTLS, STLS, implicit) and SMTP AUTH on submission.

@@ -648,3 +648,49 @@ fn one_connection_carries_several_messages_to_the_same_host() {
     );
     assert_eq!(fake.transactions(), 3);
 }
+
+#[test]
+fn an_alias_forwards_to_a_remote_address_but_no_redirect_opens_a_relay() {
+    let fake = FakeMx::start(vec![Rcpt::Accept]);
+    let a = Server::start_with(&format!(
+        "{}\n[[routes]]\ndomain = \"remote.test\"\nnext_hop = \"{}\"\n\n{}",
+        fast_queue(25),
+        fake.addr,
+        plugin_entry(
+            "forward",
+            "forward",
+            "config = { aliases = { \"sales@example.test\" = [\"alice@example.test\", \"carol@remote.test\"], \
+             \"x@elsewhere.test\" = [\"carol@remote.test\"] } }",
+        ),
+    ));
+    // An unauthenticated sender on the MX listener: the alias is ours, so
+    // its remote member is queued, and alice gets her copy.
+    let (mut c, _) = Raw::connect(a.smtp);
+    c.cmd("EHLO outside.test");
+    assert!(c.cmd("MAIL FROM:<someone@outside.test>").starts_with("250"));
+    assert!(
+        c.cmd("RCPT TO:<sales@example.test>").starts_with("250"),
+        "{}",
+        c.transcript
+    );
+    // An alias for an address that is not ours is routed like any
+    // recipient: refused, whatever the plugin says.
+    assert!(
+        c.cmd("RCPT TO:<x@elsewhere.test>").starts_with("550 5.7.1"),
+        "{}",
+        c.transcript
+    );
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: for sales\r\n\r\nhello\r\n.\r\n");
+    assert!(c.reply().starts_with("250"), "{}", c.transcript);
+    let msgs = wait_for(DELIVERY_WAIT, || {
+        let m = fake.messages();
+        (!m.is_empty()).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("the remote member got nothing\n{}", a.log()));
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].0, vec!["RCPT TO:<carol@remote.test>".to_string()]);
+    assert!(msgs[0].1.contains("Subject: for sales"));
+    let alice = pop3_fetch_all(a.pop3, "alice@example.test", "secret", false);
+    assert_eq!(alice.len(), 1);
+}

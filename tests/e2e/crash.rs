@@ -93,6 +93,10 @@ fn crash_harness_two_rounds_lose_nothing() {
         .output()
         .expect("python3");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("lost=0 duplicated=0"), "{text}");
 }

@@ -26,12 +26,12 @@ mod hostile;
 mod outbound;
 /// The plugin runtime end to end.
 mod plugins;
-/// The spam-rules and forward policy plugins: scores, Bayes training, aliases, lists, loops.
-mod policy_spam;
 /// The policy plugins dnsbl, antivirus and bulk-limit through the server.
 mod policy_av;
 /// The policy plugins in Python (greylisting) and JavaScript (URI blocklists).
 mod policy_lang;
+/// The spam-rules and forward policy plugins: scores, Bayes training, aliases, lists, loops.
+mod policy_spam;
 /// POP3 retrieval, deletion rules, locking, login failures.
 mod pop3;
 /// The quick start's plugin suite as one chain over the sample messages.

@@ -39,10 +39,10 @@ mod loader;
 mod message;
 pub mod runner;
 mod session;
-pub mod train;
 mod state;
 #[cfg(test)]
 mod tests;
+pub mod train;
 mod verdict;
 
 pub use engine::Runtime;

@@ -104,7 +104,7 @@ async fn handle(shared: &Arc<Shared>, line: &str) -> Value {
         },
         "queue-retry" => {
             let ids = if id == "all" {
-                match shared.store.read(|db| q::list(db)).await {
+                match shared.store.read(q::list).await {
                     Ok(list) => list.iter().map(|r| r.id).collect(),
                     Err(e) => return json!({"ok": false, "error": e.to_string()}),
                 }

@@ -190,12 +190,7 @@ fn plugin_train(
     let kv = BufferedKv::new(Box::new(move |p: &str, k: &str, now: u64| {
         store::kv::get(&reader, p, k, now).map_err(|e| e.to_string())
     }));
-    let dns = std::sync::Arc::new(poczta::dns::Resolver::new(
-        &poczta::dns::ResolverConfig::default(),
-    )?);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let (dns, rt) = offline_plugin_env()?;
     let backend: std::sync::Arc<dyn poczta::plugin::KvBackend> = kv.clone();
     let report = rt
         .block_on(train::train(runtime, &plugin, examples, backend, dns))
@@ -236,18 +231,25 @@ fn plugin_train(
     Ok(())
 }
 
-fn plugin_run(runtime: &poczta::plugin::Runtime, args: PluginRunArgs) -> anyhow::Result<String> {
-    use poczta::plugin::{Grants, MemoryKv, runner};
-    let eml = std::fs::read(&args.eml)
-        .map_err(|e| UsageError(format!("cannot read {}: {e}", args.eml.display())))?;
-    serde_json::from_str::<serde_json::Value>(&args.plugin_config)
-        .map_err(|e| UsageError(format!("--config is not JSON: {e}")))?;
+/// The resolver and the single-threaded runtime that run a plugin outside
+/// the server (`plugin run`, `plugin train`).
+fn offline_plugin_env() -> anyhow::Result<(std::sync::Arc<poczta::dns::Resolver>, tokio::runtime::Runtime)> {
     let dns = std::sync::Arc::new(poczta::dns::Resolver::new(
         &poczta::dns::ResolverConfig::default(),
     )?);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    Ok((dns, rt))
+}
+
+fn plugin_run(runtime: &poczta::plugin::Runtime, args: PluginRunArgs) -> anyhow::Result<String> {
+    use poczta::plugin::{Grants, MemoryKv, runner};
+    let eml = std::fs::read(&args.eml)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", args.eml.display())))?;
+    serde_json::from_str::<serde_json::Value>(&args.plugin_config)
+        .map_err(|e| UsageError(format!("--config is not JSON: {e}")))?;
+    let (dns, rt) = offline_plugin_env()?;
     let report = rt
         .block_on(runner::run(
             runtime,

@@ -160,6 +160,23 @@ impl FakeMx {
     fn transactions(&self) -> usize {
         self.seen.lock().unwrap().transactions
     }
+
+    /// The messages once there are some; panics with `why()` if none come.
+    fn wait_messages(&self, why: impl Fn() -> String) -> Vec<(Vec<String>, String)> {
+        wait_for(DELIVERY_WAIT, || {
+            let m = self.messages();
+            (!m.is_empty()).then_some(m)
+        })
+        .unwrap_or_else(|| panic!("{}", why()))
+    }
+}
+
+/// `user`'s messages at `server` once there are some (POP3, not deleted).
+fn mail_for(server: &Server, user: &str) -> Option<Vec<Vec<u8>>> {
+    wait_for(DELIVERY_WAIT, || {
+        let m = pop3_fetch_all(server.pop3, user, "secret", false);
+        (!m.is_empty()).then_some(m)
+    })
 }
 
 fn serve_fake(stream: TcpStream, script: &[Rcpt], seen: &Mutex<Seen>) -> std::io::Result<()> {
@@ -234,11 +251,8 @@ fn submitted_mail_reaches_the_remote_mx_found_by_dns() {
         "From: alice@example.test\nTo: carol@remote.test\nSubject: over the wire\n\nHello from A.\n",
     );
     assert!(r.starts_with("250"), "{r}");
-    let got = wait_for(DELIVERY_WAIT, || {
-        let m = pop3_fetch_all(b.pop3, "carol@remote.test", "secret", false);
-        (!m.is_empty()).then_some(m)
-    })
-    .unwrap_or_else(|| panic!("not delivered to carol at B\nA:\n{}\nB:\n{}", a.log(), b.log()));
+    let got = mail_for(&b, "carol@remote.test")
+        .unwrap_or_else(|| panic!("not delivered to carol at B\nA:\n{}\nB:\n{}", a.log(), b.log()));
     assert_eq!(got.len(), 1);
     let text = String::from_utf8_lossy(&got[0]);
     assert!(text.contains("Subject: over the wire"), "{text}");
@@ -285,11 +299,7 @@ fn remote_tempfail_is_retried_and_delivered_once() {
         "Subject: retry me\n\nbody\n",
     );
     assert!(r.starts_with("250"), "{r}");
-    let msgs = wait_for(DELIVERY_WAIT, || {
-        let m = fake.messages();
-        (!m.is_empty()).then_some(m)
-    })
-    .unwrap_or_else(|| panic!("never delivered after the 451\n{}", a.log()));
+    let msgs = fake.wait_messages(|| format!("never delivered after the 451\n{}", a.log()));
     assert!(fake.transactions() >= 2, "the first attempt was deferred");
     assert!(msgs[0].1.contains("Subject: retry me"));
     assert!(wait_for(WAIT, || (queue_len(&a) == 0).then_some(())).is_some());
@@ -315,11 +325,7 @@ fn remote_rejection_bounces_one_dsn_to_the_sender() {
         "Subject: will bounce\nMessage-ID: <orig@example.test>\n\nbody\n",
     );
     assert!(r.starts_with("250"), "{r}");
-    let inbox = wait_for(DELIVERY_WAIT, || {
-        let m = pop3_fetch_all(a.pop3, "alice@example.test", "secret", false);
-        (!m.is_empty()).then_some(m)
-    })
-    .unwrap_or_else(|| panic!("no bounce\n{}", a.log()));
+    let inbox = mail_for(&a, "alice@example.test").unwrap_or_else(|| panic!("no bounce\n{}", a.log()));
     std::thread::sleep(Duration::from_secs(2));
     let inbox = {
         let again = pop3_fetch_all(a.pop3, "alice@example.test", "secret", false);
@@ -369,11 +375,8 @@ fn null_mx_bounces_at_once_and_no_mx_falls_back_to_the_address() {
         "Subject: two ways\n\nbody\n",
     );
     assert!(r.starts_with("250"), "{r}");
-    let dsn = wait_for(DELIVERY_WAIT, || {
-        let m = pop3_fetch_all(a.pop3, "alice@example.test", "secret", false);
-        (!m.is_empty()).then_some(m)
-    })
-    .unwrap_or_else(|| panic!("no bounce for the null MX\n{}", a.log()));
+    let dsn = mail_for(&a, "alice@example.test")
+        .unwrap_or_else(|| panic!("no bounce for the null MX\n{}", a.log()));
     let dsn = String::from_utf8_lossy(&dsn[0]);
     assert!(dsn.contains("x@nomail.test"), "{dsn}");
     assert!(dsn.contains("Status: 5.1.10"), "{dsn}");
@@ -381,10 +384,7 @@ fn null_mx_bounces_at_once_and_no_mx_falls_back_to_the_address() {
         !dsn.contains("carol@remote.test\r\nAction"),
         "carol was not bounced: {dsn}"
     );
-    let carol = wait_for(DELIVERY_WAIT, || {
-        let m = pop3_fetch_all(b.pop3, "carol@remote.test", "secret", false);
-        (!m.is_empty()).then_some(m)
-    });
+    let carol = mail_for(&b, "carol@remote.test");
     assert!(carol.is_some(), "A/AAAA fallback without MX\n{}", a.log());
 }
 
@@ -426,11 +426,7 @@ fn queued_message_survives_kill9_and_is_delivered_once() {
         vec![Rcpt::Accept],
     );
     a.restart();
-    let msgs = wait_for(DELIVERY_WAIT, || {
-        let m = fake.messages();
-        (!m.is_empty()).then_some(m)
-    })
-    .unwrap_or_else(|| panic!("not delivered after the restart\n{}", a.all_logs()));
+    let msgs = fake.wait_messages(|| format!("not delivered after the restart\n{}", a.all_logs()));
     assert!(msgs[0].1.contains("Subject: survive"));
     assert!(wait_for(WAIT, || (queue_len(&a) == 0).then_some(())).is_some());
     std::thread::sleep(Duration::from_secs(3));
@@ -484,11 +480,7 @@ fn queue_cli_retries_and_deletes_through_the_running_server() {
         "{}",
         String::from_utf8_lossy(&retry.stderr)
     );
-    let msgs = wait_for(DELIVERY_WAIT, || {
-        let m = fake.messages();
-        (!m.is_empty()).then_some(m)
-    })
-    .unwrap_or_else(|| panic!("retry did not deliver\n{}", a.log()));
+    let msgs = fake.wait_messages(|| format!("retry did not deliver\n{}", a.log()));
     assert_eq!(msgs.len(), 1, "the deleted message stays deleted");
     assert!(msgs[0].1.contains("Subject: two"));
     assert!(wait_for(WAIT, || (queue_len(&a) == 0).then_some(())).is_some());
@@ -552,11 +544,8 @@ fn relaying_needs_auth_or_a_relay_network() {
     assert!(c.cmd("DATA").starts_with("354"));
     c.send(b"Subject: from a relay network\r\n\r\nhi\r\n.\r\n");
     assert!(c.reply().starts_with("250"), "{}", c.transcript);
-    let msgs = wait_for(DELIVERY_WAIT, || {
-        let m = fake.messages();
-        (!m.is_empty()).then_some(m)
-    })
-    .unwrap_or_else(|| panic!("relay network mail not delivered via the smart host\n{}", n.log()));
+    let msgs =
+        fake.wait_messages(|| format!("relay network mail not delivered via the smart host\n{}", n.log()));
     assert!(msgs[0].1.contains("from a relay network"));
 }
 
@@ -604,11 +593,8 @@ fn gateway_filters_relay_domain_mail_and_forwards_it_to_the_next_hop() {
     assert!(c.cmd("DATA").starts_with("354"));
     c.send(b"Subject: through the gateway\r\n\r\nhello erin\r\n.\r\n");
     assert!(c.reply().starts_with("250"), "{}", c.transcript);
-    let got = wait_for(DELIVERY_WAIT, || {
-        let m = pop3_fetch_all(b.pop3, "erin@internal.test", "secret", false);
-        (!m.is_empty()).then_some(m)
-    })
-    .unwrap_or_else(|| panic!("not forwarded\nGW:\n{}\nB:\n{}", gw.log(), b.log()));
+    let got = mail_for(&b, "erin@internal.test")
+        .unwrap_or_else(|| panic!("not forwarded\nGW:\n{}\nB:\n{}", gw.log(), b.log()));
     let text = String::from_utf8_lossy(&got[0]);
     assert!(
         text.contains("X-Poczta-Tagged: yes"),
@@ -683,11 +669,7 @@ fn an_alias_forwards_to_a_remote_address_but_no_redirect_opens_a_relay() {
     assert!(c.cmd("DATA").starts_with("354"));
     c.send(b"Subject: for sales\r\n\r\nhello\r\n.\r\n");
     assert!(c.reply().starts_with("250"), "{}", c.transcript);
-    let msgs = wait_for(DELIVERY_WAIT, || {
-        let m = fake.messages();
-        (!m.is_empty()).then_some(m)
-    })
-    .unwrap_or_else(|| panic!("the remote member got nothing\n{}", a.log()));
+    let msgs = fake.wait_messages(|| format!("the remote member got nothing\n{}", a.log()));
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].0, vec!["RCPT TO:<carol@remote.test>".to_string()]);
     assert!(msgs[0].1.contains("Subject: for sales"));

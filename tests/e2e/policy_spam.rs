@@ -26,10 +26,10 @@ fn header_of(msg: &[u8], name: &str) -> Option<String> {
             Some(v) if line.starts_with([' ', '\t']) => v.push_str(line),
             Some(_) => break,
             None => {
-                if let Some((n, v)) = line.split_once(':') {
-                    if n.eq_ignore_ascii_case(name) {
-                        value = Some(v.trim().to_string());
-                    }
+                if let Some((n, v)) = line.split_once(':')
+                    && n.eq_ignore_ascii_case(name)
+                {
+                    value = Some(v.trim().to_string());
                 }
             }
         }

@@ -51,10 +51,13 @@ pub struct KvChange {
     pub value: Option<(Vec<u8>, u64)>,
 }
 
+/// (plugin, key) → the value and expiry written, or `None` for a delete.
+type Overlay = HashMap<(String, String), Option<(Vec<u8>, u64)>>;
+
 /// A [`KvBackend`] that reads through to a store and keeps writes in memory.
 pub struct BufferedKv {
     base: Box<KvRead>,
-    overlay: Mutex<HashMap<(String, String), Option<(Vec<u8>, u64)>>>,
+    overlay: Mutex<Overlay>,
 }
 
 impl BufferedKv {
@@ -66,7 +69,7 @@ impl BufferedKv {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), Option<(Vec<u8>, u64)>>> {
+    fn lock(&self) -> MutexGuard<'_, Overlay> {
         // Every operation is one insert: a panic cannot leave it half-done.
         self.overlay.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -177,10 +177,10 @@ impl Queue {
     pub async fn verify_recipient(&self, address: &str) -> verify::Verdict {
         let key = address.to_ascii_lowercase();
         let ttl = self.config.relay.verify_cache;
-        if let Some((v, at)) = self.verified.lock().expect("lock poisoned").get(&key) {
-            if at.elapsed() < ttl {
-                return v.clone();
-            }
+        if let Some((v, at)) = self.verified.lock().expect("lock poisoned").get(&key)
+            && at.elapsed() < ttl
+        {
+            return v.clone();
         }
         let domain = address_of(address).domain;
         let hops = match route::hops(&self.config, &self.resolver, &domain).await {

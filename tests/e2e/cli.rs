@@ -215,10 +215,9 @@ fn embedded_default_and_quick_start_config_serve() {
                 cache.display()
             ),
         )
-        .replace(
-            "../plugins/dist",
-            &repo.join("plugins/dist").display().to_string(),
-        );
+        // Plugins and their assets.
+        .replace("\"../plugins/", &format!("\"{}/", repo.join("plugins").display()));
+    crate::harness::warm_components(&example);
     for config in [None, Some(example)] {
         let dir = tempfile::tempdir().unwrap();
         let config = config.map(|text| {

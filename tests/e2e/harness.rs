@@ -174,6 +174,7 @@ impl Server {
     /// Starts the process and waits for its ports; on an early exit,
     /// returns its log.
     fn try_spawn(&mut self) -> Result<(), String> {
+        warm_components(&std::fs::read_to_string(&self.config).unwrap_or_default());
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).unwrap();
         // The CONTRACT form `poczta serve --config FILE` (the CLI tests use
@@ -297,6 +298,52 @@ fn wait_for_port(addr: SocketAddr, child: &mut Child, log: &Path) -> Result<(), 
             "poczta did not listen on {addr} within {WAIT:?}"
         );
         std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Compiles every Python and JavaScript component that `config` names
+/// (`py-*.wasm`, `js-*.wasm`) into the tests' shared compile cache, once
+/// per test run. A server compiles its plugins before it listens, and a
+/// CPython or SpiderMonkey component takes far longer than [`WAIT`] when
+/// several tests compile it at once on a busy machine; with this, one
+/// compile happens and every other test waits for it here.
+pub fn warm_components(config: &str) {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static WARM: OnceLock<Mutex<HashMap<PathBuf, Arc<OnceLock<()>>>>> = OnceLock::new();
+    for word in config.split('"') {
+        let path = Path::new(word);
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !(name.starts_with("py-") || name.starts_with("js-")) || !name.ends_with(".wasm") || !path.exists()
+        {
+            continue;
+        }
+        let once = WARM
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap()
+            .entry(path.to_owned())
+            .or_default()
+            .clone();
+        once.get_or_init(|| {
+            use poczta::plugin::{MemoryKv, PluginConfig, PluginSet, Runtime, ScoreThresholds, Services};
+            let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
+            let runtime = Runtime::new(Some(cache)).expect("plugin runtime");
+            let dns = poczta::dns::Resolver::new(&poczta::dns::ResolverConfig {
+                nameservers: vec![SocketAddr::from(([127, 0, 0, 1], 9))],
+                ..Default::default()
+            })
+            .expect("resolver");
+            let services = Services {
+                kv: Arc::new(MemoryKv::new()),
+                dns: Arc::new(dns),
+            };
+            let cfg = PluginConfig::new("warm-up", path.to_owned());
+            // A component that does not load is the test's to report.
+            let _ = PluginSet::load(&runtime, &[cfg], ScoreThresholds::default(), services);
+        });
     }
 }
 

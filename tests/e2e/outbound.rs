@@ -115,6 +115,8 @@ struct Seen {
     sessions: usize,
     /// MAIL commands.
     transactions: usize,
+    /// Their lines, in order.
+    mail_from: Vec<String>,
 }
 
 /// A minimal SMTP server on loopback that answers RCPT as scripted per
@@ -199,6 +201,7 @@ fn serve_fake(stream: TcpStream, script: &[Rcpt], seen: &Mutex<Seen>) -> std::io
             let mut s = seen.lock().unwrap();
             rcpt = script[s.transactions.min(script.len() - 1)];
             s.transactions += 1;
+            s.mail_from.push(line.trim().to_owned());
             w.write_all(b"250 2.1.0 OK\r\n")?;
         } else if upper.starts_with("RCPT") {
             match rcpt {
@@ -675,4 +678,48 @@ fn an_alias_forwards_to_a_remote_address_but_no_redirect_opens_a_relay() {
     assert!(msgs[0].1.contains("Subject: for sales"));
     let alice = pop3_fetch_all(a.pop3, "alice@example.test", "secret", false);
     assert_eq!(alice.len(), 1);
+}
+
+#[test]
+fn a_list_relays_with_its_bounce_address_as_the_envelope_sender() {
+    let fake = FakeMx::start(vec![Rcpt::Accept]);
+    let a = Server::start_with(&format!(
+        "{}\n[[routes]]\ndomain = \"remote.test\"\nnext_hop = \"{}\"\n\n{}",
+        fast_queue(25),
+        fake.addr,
+        plugin_entry(
+            "forward",
+            "forward",
+            "config = { lists = { \"team@example.test\" = { members = [\"alice@example.test\", \"carol@remote.test\"], \
+             bounce = \"bob@example.test\" } } }",
+        ),
+    ));
+    let (mut c, _) = Raw::connect(a.smtp);
+    c.cmd("EHLO outside.test");
+    assert!(c.cmd("MAIL FROM:<poster@outside.test>").starts_with("250"));
+    assert!(
+        c.cmd("RCPT TO:<team@example.test>").starts_with("250"),
+        "{}",
+        c.transcript
+    );
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: to the team\r\n\r\nhello\r\n.\r\n");
+    assert!(c.reply().starts_with("250"), "{}", c.transcript);
+    let msgs = fake.wait_messages(|| format!("the remote member got nothing\n{}", a.log()));
+    assert!(
+        msgs[0].1.contains("List-Id: <team.example.test>"),
+        "{}",
+        msgs[0].1
+    );
+    let from = fake.seen.lock().unwrap().mail_from.clone();
+    assert_eq!(from.len(), 1, "{from:?}");
+    assert!(
+        from[0].starts_with("MAIL FROM:<bob@example.test>"),
+        "the list's bounce address: {from:?}"
+    );
+    let alice = pop3_fetch_all(a.pop3, "alice@example.test", "secret", false);
+    assert_eq!(alice.len(), 1);
+    let text = String::from_utf8_lossy(&alice[0]);
+    assert!(text.starts_with("Return-Path: <bob@example.test>"), "{text}");
+    assert!(a.log().contains("envelope sender replaced by a plugin"));
 }

@@ -68,9 +68,13 @@ fn rcpt_verdicts_route_reject_and_redirect() {
     let bob = pop3_fetch_all(s.pop3, "bob", "secret", false);
     assert_eq!(bob.len(), 1);
 
-    // A plugin cannot make Poczta relay: a redirect to another domain is refused.
+    // A plugin cannot make Poczta relay: redirecting an address that is not
+    // ours is refused like the address itself; forwarding one of ours to
+    // another domain is the administrator's policy, and goes to the queue.
     let s = verdicts("{ rcpt = { redirect = [\"someone@elsewhere.test\"] } }");
-    assert!(try_send(s.smtp, "alice@example.test", "x").starts_with("550 5.7.1"));
+    assert!(try_send(s.smtp, "x@another.test", "x").starts_with("550 5.7.1"));
+    assert!(try_send(s.smtp, "alice@example.test", "x").starts_with("250"));
+    assert!(s.log().contains("someone@elsewhere.test:Queued"), "{}", s.log());
     // Nor can `accept` make an unknown or remote recipient deliverable.
     let s = verdicts("{ rcpt = \"accept\" }");
     assert!(try_send(s.smtp, "nobody@example.test", "x").starts_with("550 5.1.1"));

@@ -378,6 +378,14 @@ impl Session {
         default
     }
 
+    /// The envelope sender a plugin set for this transaction
+    /// (`transaction.set-sender`): (plugin, address).
+    pub fn sender(&self) -> Option<(String, String)> {
+        self.txn
+            .as_ref()
+            .and_then(|t| state::lock(&t.scope.data).sender.clone())
+    }
+
     /// RSET, or the message is done: drops the transaction's instances and
     /// data. Nothing survives into the next transaction except kv.
     pub fn end_transaction(&mut self) {

@@ -50,6 +50,8 @@ pub struct TxnData {
     pub add_headers: Vec<(String, String, String)>,
     /// (plugin, lower-case name)
     pub remove_headers: Vec<(String, String)>,
+    /// (plugin, address) of the last `set-sender`.
+    pub sender: Option<(String, String)>,
 }
 
 /// A shared handle to the transaction's data. Hooks run one at a time, so

@@ -686,6 +686,22 @@ impl<'a> Policy<'a> {
             return Answer::AcceptWith(Reply::queued(&qid));
         }
 
+        // A plugin (a list with a bounce address) may replace the envelope
+        // sender, but only with an address of ours: it must not make us
+        // send as someone else's domain.
+        let sender = match self.plugins.sender() {
+            Some((plugin, address)) => {
+                let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+                if shared.config.is_local_domain(domain) {
+                    tracing::info!(queue_id = %qid, plugin = %plugin, from = %from, sender = %address, "envelope sender replaced by a plugin");
+                    ReversePath::Path(crate::queue::address_of(&address))
+                } else {
+                    tracing::warn!(queue_id = %qid, plugin = %plugin, sender = %address, "set-sender ignored: not an address in a local domain");
+                    envelope.from.clone()
+                }
+            }
+            None => envelope.from.clone(),
+        };
         let now = crate::clock::unix_secs();
         let single_rcpt = (envelope.rcpts.len() == 1).then(|| format!("<{}>", envelope.rcpts[0]));
         let received = received_header(
@@ -727,7 +743,7 @@ impl<'a> Policy<'a> {
         let mut writes = Vec::with_capacity(2);
         let mut size = 0;
         if !users.is_empty() {
-            let return_path = return_path_header(&envelope.from);
+            let return_path = return_path_header(&sender);
             let mut stored = Vec::with_capacity(return_path.len() + received.len() + body.len());
             stored.extend_from_slice(return_path.as_bytes());
             stored.extend_from_slice(received.as_bytes());
@@ -755,7 +771,10 @@ impl<'a> Policy<'a> {
                 data: queued,
                 record: QueueRecord {
                     id: queued_id,
-                    sender: from.clone(),
+                    sender: match &sender {
+                        ReversePath::Null => String::new(),
+                        ReversePath::Path(a) => a.to_string(),
+                    },
                     arrival: now,
                     smtputf8: envelope.params.smtputf8,
                     rcpts: remote

@@ -56,7 +56,7 @@ use bindings::poczta::plugin as wit;
 
 pub use wit::host::Level;
 pub use wit::message::Message;
-pub use wit::transaction::{add_header, add_symbol, get_note, remove_header, score, set_note};
+pub use wit::transaction::{add_header, add_symbol, get_note, remove_header, score, set_note, set_sender};
 pub use wit::types::{
     Connection, Delivery, Envelope, Header, Hook, HostError, MimePart, PluginInfo, RcptVerdict, Reply,
     Verdict,

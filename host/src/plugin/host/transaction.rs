@@ -134,4 +134,26 @@ impl Host for PluginState {
     fn get_note(&mut self, key: String) -> wasmtime::Result<Option<String>> {
         Ok(state::lock(&self.txn).notes.get(&key).cloned())
     }
+
+    fn set_sender(&mut self, address: String) -> wasmtime::Result<()> {
+        let address = address.trim().to_string();
+        // Whether the domain is ours is the server's call (plugin/ knows
+        // no config); the shape is checked here.
+        let valid = address.len() <= 254
+            && address
+                .rsplit_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+            && !address
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>');
+        if !valid {
+            self.warn(&format!(
+                "set-sender ignored: {:?} is not an address",
+                crate::plugin::verdict::truncate(&address, 80)
+            ));
+            return Ok(());
+        }
+        state::lock(&self.txn).sender = Some((self.plugin.name.clone(), address));
+        Ok(())
+    }
 }

@@ -96,6 +96,11 @@ impl Plugin for Forwarder {
                 &merge_note(poczta_plugin::get_note(NOTE_LISTS), &lines),
             );
         }
+        // A list's copies go out with its bounce address as the envelope
+        // sender (the whole transaction's: the host has one per message).
+        if let Some(bounce) = expansion.lists.iter().find_map(|l| l.bounce.clone()) {
+            poczta_plugin::set_sender(&bounce);
+        }
         Ok(RcptVerdict::Redirect(expansion.targets))
     }
 

@@ -30,6 +30,11 @@ pub struct List {
     /// When not empty, only these envelope senders may post (an
     /// announcement list); others get `550 5.7.1`.
     pub senders: Vec<String>,
+    /// The list's bounce address (e.g. `team-bounces@example.test`): the
+    /// envelope sender of the copies to the members, so that bounces go to
+    /// the list owner and not to whoever posted. Must be in a local domain
+    /// of the server (the host ignores anything else).
+    pub bounce: Option<String>,
 }
 
 /// Catch-all for one domain.
@@ -149,6 +154,8 @@ pub struct ListHit {
     pub address: String,
     /// The `List-Id` value (`Name <label>` or `<label>`).
     pub list_id: String,
+    /// The list's bounce address, if it has one.
+    pub bounce: Option<String>,
 }
 
 /// What one recipient becomes.
@@ -237,6 +244,7 @@ pub fn expand(cfg: &Config, rcpt: &str, mail_from: &str) -> Result<Expansion, Re
             out.lists.push(ListHit {
                 address: addr.clone(),
                 list_id: list_id(&addr, list),
+                bounce: list.bounce.clone(),
             });
             list.members.clone()
         } else if let Some(targets) = cfg.aliases.get(&addr) {
@@ -422,7 +430,8 @@ mod tests {
             e.lists,
             [ListHit {
                 address: "team@example.test".into(),
-                list_id: "<team.example.test>".into()
+                list_id: "<team.example.test>".into(),
+                bounce: None,
             }]
         );
         // An announcement list: only its senders, by the envelope sender.

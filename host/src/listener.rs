@@ -164,7 +164,11 @@ async fn serve(
         Kind::Smtp | Kind::Submission | Kind::Submissions => {
             crate::smtp::conn::handle(stream, peer, kind, shared, shutdown).await
         }
-        Kind::Pop3 | Kind::Pop3s => crate::pop3::conn::handle(stream, peer, kind, shared, shutdown).await,
+        // Boxed: one task type serves both protocols, and its size is the
+        // larger of the two; idle SMTP connections should not pay for POP3's.
+        Kind::Pop3 | Kind::Pop3s => {
+            Box::pin(crate::pop3::conn::handle(stream, peer, kind, shared, shutdown)).await
+        }
     }
 }
 

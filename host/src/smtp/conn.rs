@@ -51,11 +51,15 @@ pub async fn handle<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     if kind == Kind::Submissions {
-        let Some((tls, info)) = tls_handshake(stream, &shared, shared.config.limits.command_timeout).await
-        else {
-            return;
-        };
-        run(tls, peer, kind, &shared, shutdown, Some(info)).await;
+        // Boxed so that the TLS states do not size every plain connection's task.
+        Box::pin(async move {
+            let timeout = shared.config.limits.command_timeout;
+            let Some((tls, info)) = tls_handshake(stream, &shared, timeout).await else {
+                return;
+            };
+            run(tls, peer, kind, &shared, shutdown, Some(info)).await;
+        })
+        .await;
     } else {
         run(stream, peer, kind, &shared, shutdown, None).await;
     }
@@ -91,7 +95,7 @@ async fn run<S>(
     let mut conn = Conn {
         session,
         policy: Policy::new(shared, peer, kind, implicit_tls.is_some()),
-        out: Vec::with_capacity(1024),
+        out: Vec::new(),
         buf: Vec::with_capacity(SMALL_READ),
         grow: false,
         stopping: false,
@@ -99,7 +103,7 @@ async fn run<S>(
     };
 
     // Hook `connect`: before the greeting.
-    if let Some(reply) = refusal(&conn.policy.plugins.connect().await) {
+    if let Some(reply) = refusal(&Box::pin(conn.policy.plugins.connect()).await) {
         tracing::info!(client = %peer.ip(), reply = %reply, "connection refused by plugin");
         reply.write_to(&mut conn.out);
         let _ = flush(&mut stream, &mut conn.out).await;
@@ -109,16 +113,21 @@ async fn run<S>(
     conn.session.greeting().write_to(&mut conn.out);
 
     if conn.serve(&mut stream).await == End::StartTls {
-        // The driver feeds the session everything it reads and the session
-        // dropped what followed STARTTLS: nothing read in clear survives.
-        let Some((mut tls, info)) = tls_handshake(stream, shared, limits.command_timeout).await else {
-            return;
-        };
-        conn.session.tls_established(info);
-        conn.policy.conn_changed(true, None);
-        // STARTTLS is not offered under TLS: a second End::StartTls cannot happen.
-        let _ = conn.serve(&mut tls).await;
-        let _ = tls.shutdown().await;
+        // Boxed: the TLS state is large, and inline it would be reserved in
+        // every plain connection's task too.
+        Box::pin(async move {
+            // The driver feeds the session everything it reads and the session
+            // dropped what followed STARTTLS: nothing read in clear survives.
+            let Some((mut tls, info)) = tls_handshake(stream, shared, limits.command_timeout).await else {
+                return;
+            };
+            conn.session.tls_established(info);
+            conn.policy.conn_changed(true, None);
+            // STARTTLS is not offered under TLS: a second End::StartTls cannot happen.
+            let _ = conn.serve(&mut tls).await;
+            let _ = tls.shutdown().await;
+        })
+        .await;
     } else {
         let _ = stream.shutdown().await;
     }
@@ -155,7 +164,10 @@ impl Conn<'_> {
                 match event {
                     Event::Reply(reply) => reply.write_to(out),
                     Event::Ask(ask) => {
-                        let answer = self.policy.decide(ask).await;
+                        // Boxed: the plugin and commit futures behind it are
+                        // large, and inline they would be part of every idle
+                        // connection's task for its whole life.
+                        let answer = Box::pin(self.policy.decide(ask)).await;
                         session.answer(answer);
                         self.policy
                             .conn_changed(session.in_tls(), session.authenticated());

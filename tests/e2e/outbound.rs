@@ -723,3 +723,48 @@ fn a_list_relays_with_its_bounce_address_as_the_envelope_sender() {
     assert!(text.starts_with("Return-Path: <bob@example.test>"), "{text}");
     assert!(a.log().contains("envelope sender replaced by a plugin"));
 }
+
+#[test]
+fn failed_logins_are_slowed_per_account_across_client_addresses() {
+    let a = sender("[limits]\nlogin_failure_delay = \"40ms\"\nmax_errors = 50\n");
+    // Three wrong passwords for bob from 127.0.0.2, then one from 127.0.0.3:
+    // the fourth is slowed as the account's fourth failure, although it is
+    // the first from its address.
+    let script = r#"
+import smtplib, sys
+port = int(sys.argv[1])
+for source in ["127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.3"]:
+    s = smtplib.SMTP("127.0.0.1", port, source_address=(source, 0), timeout=20)
+    s.ehlo("client.test")
+    try:
+        s.login("bob@example.test", "wrong")
+        print("logged in?!")
+    except smtplib.SMTPAuthenticationError as e:
+        print(e.smtp_code)
+    s.quit()
+"#;
+    let out = crate::harness::python(script, &[a.submission.port().to_string()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["535", "535", "535", "535"]);
+    // smtplib tries each offered mechanism, so count the failures logged
+    // before the first one from 127.0.0.3.
+    let log = a.log();
+    let failures: Vec<&str> = log.lines().filter(|l| l.contains("smtp auth failed")).collect();
+    let first3 = failures
+        .iter()
+        .position(|l| l.contains("client=127.0.0.3"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(first3 >= 3, "{log}");
+    let expected = format!("delay_ms={}", 40 * (first3 + 1));
+    assert!(
+        failures[first3].contains(&expected),
+        "the account's failure #{} from a fresh address waits {expected}: {}",
+        first3 + 1,
+        failures[first3]
+    );
+}

@@ -38,7 +38,8 @@ impl StoreKv {
 
 impl KvBackend for StoreKv {
     fn get(&self, plugin: &str, key: &str, now: u64) -> Result<Option<Vec<u8>>, String> {
-        kv::get(self.store.db(), plugin, key, now).map_err(|e| e.to_string())
+        let db = self.store.db().map_err(|e| e.to_string())?;
+        kv::get(&db, plugin, key, now).map_err(|e| e.to_string())
     }
 
     fn set(

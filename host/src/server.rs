@@ -57,7 +57,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let db = tokio::task::spawn_blocking(move || store::open_database(&db_path))
         .await
         .map_err(|_| StoreError::Closed)??;
-    let (store, committer) = Store::start(db)?;
+    let (store, committer) = Store::start_at(db, Some(config.database_path()))?;
 
     let resolver = Arc::new(crate::dns::Resolver::new(&crate::dns::ResolverConfig {
         nameservers: config.dns.nameservers.clone(),

@@ -1070,13 +1070,11 @@ fn disk_full_answers_452_stores_nothing_and_a_restart_recovers() {
     server.kill9();
 }
 
-/// KNOWN BUG (reported, host/src/store): after one failed commit (ENOSPC)
-/// redb refuses every later operation ("Previous I/O error occurred.
-/// Please close and re-open the database"), so POP3 reads fail on a full
-/// disk and mail does not flow again when space returns until the server
-/// restarts. The store must reopen the database after an I/O error.
+/// After a failed commit (ENOSPC) redb refuses every later operation
+/// ("Previous I/O error occurred. Please close and re-open the database"):
+/// the store reopens the file, so POP3 reads go on while the disk is full
+/// and mail flows again as soon as space returns, without a restart.
 #[test]
-#[ignore = "store bug: redb is poisoned after an I/O error until restart (see RELIABILITY.md)"]
 fn disk_full_keeps_reading_and_recovers_without_a_restart() {
     let Some((mut server, _fs, filler)) = full_disk_server() else {
         return;
@@ -1095,6 +1093,11 @@ fn disk_full_keeps_reading_and_recovers_without_a_restart() {
     }
     assert!(ok.starts_with("250 2.0.0"), "recovers when space returns: {ok}");
     assert_eq!(count(&server, "alice"), 3);
+    assert!(
+        server.log().contains("database reopened after an I/O error"),
+        "{}",
+        server.log()
+    );
     server.kill9();
 }
 

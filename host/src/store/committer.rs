@@ -196,7 +196,7 @@ impl Handle {
 }
 
 /// Starts the committer thread.
-pub fn spawn(db: Arc<Database>) -> (Handle, Join) {
+pub fn spawn(db: Arc<super::DbSlot>) -> (Handle, Join) {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let join = std::thread::Builder::new()
         .name("poczta-committer".into())
@@ -205,7 +205,7 @@ pub fn spawn(db: Arc<Database>) -> (Handle, Join) {
     (Handle { tx }, join)
 }
 
-fn run(db: Arc<Database>, mut rx: mpsc::Receiver<Request>) {
+fn run(slot: Arc<super::DbSlot>, mut rx: mpsc::Receiver<Request>) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         let mut bytes = first.write.weight();
@@ -220,7 +220,14 @@ fn run(db: Arc<Database>, mut rx: mpsc::Receiver<Request>) {
             }
         }
         let writes: Vec<&Write> = batch.iter().map(|r| &r.write).collect();
-        match apply(&db, &writes) {
+        let db = match slot.get() {
+            Ok(db) => Ok(db),
+            // Closed by an earlier failure whose reopen did not succeed yet.
+            Err(_) => slot.reopen().and_then(|()| slot.get()),
+        };
+        let result = db.and_then(|db| apply(&db, &writes));
+        drop(writes);
+        match result {
             Ok(outcomes) => {
                 tracing::trace!(batch = batch.len(), bytes, "group commit");
                 for (r, o) in batch.drain(..).zip(outcomes) {
@@ -237,6 +244,11 @@ fn run(db: Arc<Database>, mut rx: mpsc::Receiver<Request>) {
                 tracing::error!(batch = batch.len(), error = %e, "commit failed; nothing of this batch was stored");
                 for r in batch.drain(..) {
                     let _ = r.reply.send(Err(failure.clone()));
+                }
+                if e.needs_reopen()
+                    && let Err(e) = slot.reopen()
+                {
+                    tracing::warn!(error = %e, "cannot reopen the database yet; the next write tries again");
                 }
             }
         }

@@ -15,7 +15,7 @@ pub mod queue;
 pub mod schema;
 pub mod users;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -138,7 +138,7 @@ pub fn open_database(path: &Path) -> Result<Database, StoreError> {
 /// to the committer. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
     committer: committer::Handle,
     next_id: Arc<AtomicU64>,
 }
@@ -146,6 +146,13 @@ pub struct Store {
 impl Store {
     /// Starts the committer thread over an opened database.
     pub fn start(db: Database) -> Result<(Store, committer::Join), StoreError> {
+        Self::start_at(db, None)
+    }
+
+    /// Like [`Store::start`]; with the file's `path`, the committer can
+    /// reopen the database after an I/O error (a full disk) has poisoned
+    /// the open one, instead of failing every read and write until restart.
+    pub fn start_at(db: Database, path: Option<PathBuf>) -> Result<(Store, committer::Join), StoreError> {
         let db = Arc::new(db);
         let high_water = {
             let txn = db.begin_read()?;
@@ -157,10 +164,14 @@ impl Store {
         // Time-seeded ids stay increasing across restarts even if the newest
         // messages were deleted; the high-water mark covers a clock that went back.
         let next_id = high_water.max(crate::clock::unix_micros());
-        let (committer, join) = committer::spawn(db.clone());
+        let slot = Arc::new(DbSlot {
+            current: arc_swap::ArcSwapOption::new(Some(db)),
+            path,
+        });
+        let (committer, join) = committer::spawn(slot.clone());
         Ok((
             Store {
-                db,
+                db: slot,
                 committer,
                 next_id: Arc::new(AtomicU64::new(next_id)),
             },
@@ -174,9 +185,9 @@ impl Store {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The database, for reads.
-    pub fn db(&self) -> &Database {
-        &self.db
+    /// The database, for reads (an error while it is being reopened).
+    pub fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db.get()
     }
 
     /// Sends a write to the committer and waits until it is durable.
@@ -187,7 +198,7 @@ impl Store {
     /// Whether `address` (already lower-cased) is a user. A point look-up in
     /// a cached B-tree page: cheap enough for the async threads.
     pub fn user_exists(&self, address: &str) -> Result<bool, StoreError> {
-        users::exists(&self.db, address)
+        users::exists(&*self.db.get()?, address)
     }
 
     /// Runs a blocking read on the blocking pool.
@@ -196,10 +207,69 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = self.db.clone();
+        let db = self.db.get()?;
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// The open database, replaced whole when an I/O error poisoned it: redb
+/// refuses every operation after one ("Previous I/O error occurred") until
+/// the file is closed and opened again.
+pub struct DbSlot {
+    current: arc_swap::ArcSwapOption<Database>,
+    path: Option<PathBuf>,
+}
+
+/// How long a reopen waits for readers to let go of the old database.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl DbSlot {
+    /// The database, unless it is closed for a reopen that has not
+    /// succeeded yet.
+    pub fn get(&self) -> Result<Arc<Database>, StoreError> {
+        self.current.load_full().ok_or(StoreError::Closed)
+    }
+
+    /// Closes the poisoned database and opens the file again (the caller
+    /// holds no reference to it). Readers see [`StoreError::Closed`] in
+    /// between; a failed open is retried by the next call.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let Some(path) = &self.path else {
+            return Err(StoreError::Closed);
+        };
+        if let Some(old) = self.current.swap(None) {
+            // The file lock goes with the last reference: wait (bounded)
+            // for reads in flight to finish.
+            let deadline = std::time::Instant::now() + REOPEN_WAIT;
+            while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if Arc::strong_count(&old) > 1 {
+                self.current.store(Some(old));
+                return Err(StoreError::Corrupt(
+                    "the database is still in use; reopen postponed".into(),
+                ));
+            }
+        }
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .create(path)?;
+        self.current.store(Some(Arc::new(db)));
+        tracing::info!(path = %path.display(), "database reopened after an I/O error");
+        Ok(())
+    }
+}
+
+impl StoreError {
+    /// Whether this error leaves the open database unusable until it is
+    /// reopened (an I/O error, or redb's report of an earlier one).
+    pub fn needs_reopen(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(redb::Error::Io(_)) | StoreError::Db(redb::Error::PreviousIo)
+        )
     }
 }
 

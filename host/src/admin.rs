@@ -97,7 +97,7 @@ async fn handle(shared: &Arc<Shared>, line: &str) -> Value {
     let id = request.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
     tracing::info!(cmd, id = %id, "admin request");
     let result = match cmd {
-        "queue-list" => shared.store.read(|db| Ok(list_json(&q::list(db)?))).await,
+        "queue-list" => shared.store.read(|db| list_json(db, &q::list(db)?)).await,
         "queue-show" => match parse_id(&id) {
             Some(n) => shared.store.read(move |db| show_json(db, n)).await,
             None => return bad_id(&id),
@@ -153,8 +153,36 @@ fn count_found(o: &crate::store::Outcome) -> usize {
     }
 }
 
-fn list_json(records: &[QueueRecord]) -> Value {
-    json!({"ok": true, "queue": records.iter().map(record_json).collect::<Vec<_>>()})
+/// The records, each with the `Message-ID` of its message (what an
+/// administrator, or the crash harness, recognises a message by).
+fn list_json(db: &redb::Database, records: &[QueueRecord]) -> Result<Value, StoreError> {
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let mut v = record_json(r);
+        let data = q::message(db, r.id)?.unwrap_or_default();
+        if let (Some(o), Some(id)) = (v.as_object_mut(), message_id(&data)) {
+            o.insert("message_id".into(), Value::String(id));
+        }
+        out.push(v);
+    }
+    Ok(json!({"ok": true, "queue": out}))
+}
+
+/// The first `Message-ID:` of the header section, without brackets.
+fn message_id(data: &[u8]) -> Option<String> {
+    for line in data.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        let text = String::from_utf8_lossy(line);
+        if let Some((name, value)) = text.split_once(':')
+            && name.trim().eq_ignore_ascii_case("message-id")
+        {
+            return Some(value.trim().trim_start_matches('<').trim_end_matches('>').to_owned());
+        }
+    }
+    None
 }
 
 fn record_json(r: &QueueRecord) -> Value {
@@ -186,7 +214,7 @@ fn show_json(db: &redb::Database, id: u64) -> Result<Value, StoreError> {
 pub fn offline(db: &redb::Database, cmd: &str, id: &str) -> Result<Value, StoreError> {
     use crate::store::committer::apply;
     match cmd {
-        "queue-list" => Ok(list_json(&q::list(db)?)),
+        "queue-list" => list_json(db, &q::list(db)?),
         "queue-show" => match parse_id(id) {
             Some(n) => show_json(db, n),
             None => Ok(bad_id(id)),

@@ -246,6 +246,64 @@ mod replay {
         }
     }
 
+    /// A bounded fuzz smoke for CI, where an instrumented build does not
+    /// fit: deterministic mutations of the corpus (bit flips, byte
+    /// insertions and deletions, truncations, splices of two inputs, CR/LF/
+    /// NUL/dot injections) run through the target's body. Count-bounded
+    /// (`MUTATIONS` per target), so its time does not depend on the machine.
+    fn mutate(target: &str, body: fn(&[u8])) {
+        const MUTATIONS: usize = 3_000;
+        const SPECIAL: &[u8] = b"\r\n.\0:<>@ \t\xff";
+        let inputs = corpus(target);
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ target.len() as u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for i in 0..MUTATIONS {
+            let (_, base) = &inputs[i % inputs.len()];
+            let mut data = base.clone();
+            for _ in 0..1 + next() % 4 {
+                let len = data.len().max(1);
+                let at = (next() as usize) % len;
+                match next() % 6 {
+                    0 if !data.is_empty() => data[at] ^= 1 << (next() % 8),
+                    1 => data.insert(at.min(data.len()), next() as u8),
+                    2 if !data.is_empty() => {
+                        data.remove(at);
+                    }
+                    3 => data.truncate(at),
+                    4 => {
+                        let (_, other) = &inputs[(next() as usize) % inputs.len()];
+                        let from = (next() as usize) % other.len().max(1);
+                        data.splice(
+                            at.min(data.len())..at.min(data.len()),
+                            other[from.min(other.len())..].iter().copied(),
+                        );
+                    }
+                    _ => data.insert(at.min(data.len()), SPECIAL[(next() as usize) % SPECIAL.len()]),
+                }
+            }
+            let r = std::panic::catch_unwind(|| body(&data));
+            assert!(
+                r.is_ok(),
+                "{target}: mutation {i} fails on {:?}",
+                String::from_utf8_lossy(&data)
+            );
+        }
+    }
+
+    #[test]
+    fn mutations_do_not_crash_any_target() {
+        mutate("smtp_command", super::smtp_command);
+        mutate("smtp_session", super::smtp_session);
+        mutate("pop3", super::pop3);
+        mutate("message_view", super::message_view);
+        mutate("config", super::config);
+    }
+
     #[test]
     fn smtp_command_corpus() {
         replay("smtp_command", super::smtp_command);

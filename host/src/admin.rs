@@ -179,7 +179,13 @@ fn message_id(data: &[u8]) -> Option<String> {
         if let Some((name, value)) = text.split_once(':')
             && name.trim().eq_ignore_ascii_case("message-id")
         {
-            return Some(value.trim().trim_start_matches('<').trim_end_matches('>').to_owned());
+            return Some(
+                value
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned(),
+            );
         }
     }
     None

@@ -421,7 +421,9 @@ fn queued_message_survives_kill9_and_is_delivered_once() {
     assert_eq!(q[0]["rcpts"][0]["state"], "pending");
     // Submission gave it a Message-ID; the listing shows it.
     assert!(
-        q[0]["message_id"].as_str().is_some_and(|m| m.ends_with("@mx.example.test")),
+        q[0]["message_id"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("@mx.example.test")),
         "{q}"
     );
     let id = q[0]["queue_id"].as_str().unwrap().to_owned();

@@ -5,17 +5,14 @@
 //! Both components are big (CPython, SpiderMonkey): the harness's shared
 //! `plugin_cache_dir` makes their compile a once-per-run cost.
 
-use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
+use std::net::UdpSocket;
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
-use poczta::plugin::{MemoryKv, PluginConfig, PluginSet, Runtime, ScoreThresholds, Services};
 
 use crate::dns::{TestDns, Zone};
 use crate::harness::{POCZTA, Raw, Server, WAIT, plugin, plugin_entry, pop3_fetch_all, send_raw_message};
@@ -29,29 +26,7 @@ const GREYLISTED: &str = "451 4.7.1 Greylisted, try again later";
 /// several tests compile at once on a busy machine. Tests that need the
 /// same file wait for the one compile.
 fn warm(file: &str) {
-    static GREYLIST: OnceLock<()> = OnceLock::new();
-    static URIBL: OnceLock<()> = OnceLock::new();
-    let once = match file {
-        "py-greylist" => &GREYLIST,
-        "js-uribl" => &URIBL,
-        other => panic!("no warm-up for {other}"),
-    };
-    once.get_or_init(|| {
-        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
-        let runtime = Runtime::new(Some(cache)).expect("plugin runtime");
-        let dns = poczta::dns::Resolver::new(&poczta::dns::ResolverConfig {
-            nameservers: vec![SocketAddr::from(([127, 0, 0, 1], 9))],
-            ..Default::default()
-        })
-        .expect("resolver");
-        let services = Services {
-            kv: Arc::new(MemoryKv::new()),
-            dns: Arc::new(dns),
-        };
-        let cfg = PluginConfig::new(file, plugin(file));
-        PluginSet::load(&runtime, &[cfg], ScoreThresholds::default(), services)
-            .unwrap_or_else(|e| panic!("{file} does not load: {e}"));
-    });
+    crate::harness::warm_components(&format!("\"{}\"", plugin(file).display()));
 }
 
 fn header_of(msg: &[u8], name: &str) -> Option<String> {

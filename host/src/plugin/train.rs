@@ -133,9 +133,7 @@ impl KvBackend for BufferedKv {
         let result = self.current(plugin, key, now).and_then(|cur| {
             let (old, expires) = match cur {
                 Some((bytes, exp)) => (
-                    std::str::from_utf8(&bytes)
-                        .ok()
-                        .and_then(|s| s.trim().parse::<i64>().ok())
+                    crate::store::kv::decode_counter(&bytes)
                         .ok_or_else(|| format!("value at {key:?} is not a counter"))?,
                     exp,
                 ),

@@ -67,7 +67,7 @@ impl<'txn> KvTable<'txn> {
 }
 
 /// Counters are ASCII decimal text, so a plugin's `get` reads the number.
-fn decode_counter(bytes: &[u8]) -> Option<i64> {
+pub fn decode_counter(bytes: &[u8]) -> Option<i64> {
     std::str::from_utf8(bytes).ok()?.trim().parse().ok()
 }
 

@@ -1,16 +1,21 @@
 //! The admin channel of a running server: a Unix socket, `admin.sock` in
 //! `data_dir`, readable and writable by the server's user only (mode
-//! 0600; the directory's permissions guard it too). One JSON request line
-//! in, one JSON reply line out, then the connection closes.
+//! 0600; the directory's permissions guard it too). One JSON request a
+//! line, one JSON reply line for each, until the client closes.
 //!
 //! Requests: `{"cmd":"queue-list"}`, `{"cmd":"queue-show","id":"HEX"}`,
-//! `{"cmd":"queue-retry","id":"HEX"|"all"}`, `{"cmd":"queue-delete","id":"HEX"}`.
+//! `{"cmd":"queue-retry","id":"HEX"|"all"}`, `{"cmd":"queue-delete","id":"HEX"}`,
+//! `{"cmd":"user-add"|"user-passwd","address":A,"password":P}`,
+//! `{"cmd":"user-del","address":A}`, `{"cmd":"user-list"}`,
+//! `{"cmd":"kv-get","plugin":N,"key":K}`,
+//! `{"cmd":"kv-apply","writes":[{"plugin":N,"key":K,"value":[bytes]|null,"expires":S}]}`.
 //! Replies: `{"ok":true,...}` or `{"ok":false,"error":"..."}`.
 //!
-//! `poczta queue …` talks to the socket when the server runs (so a retry
-//! wakes the queue at once and a delete cannot race a delivery's record);
-//! with the server stopped it reads and writes the database itself
-//! ([`offline`]).
+//! The server holds the database file exclusively (redb's exclusive-writer
+//! mode: one fsync per commit instead of two), so every command that
+//! touches the database — `poczta user …`, `poczta queue …`, `poczta plugin
+//! train` — goes through this socket while the server runs, and opens the
+//! file itself only when no server answers (`offline`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,10 +27,11 @@ use tokio::sync::watch;
 
 use crate::shared::Shared;
 use crate::store::queue::{self as q, QueueRecord};
-use crate::store::{StoreError, Write, queue_id};
+use crate::store::{StoreError, Write, queue_id, users};
 
-/// Longest request accepted (a request is a command and an id).
-const MAX_REQUEST: usize = 4096;
+/// Longest request line accepted: a `kv-apply` of a large training run
+/// carries every changed key in one line (one transaction).
+const MAX_REQUEST: usize = 64 << 20;
 
 /// The socket's path for a data directory.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -74,15 +80,25 @@ pub async fn run(listener: UnixListener, shared: Arc<Shared>, mut stop: watch::R
         let shared = shared.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
-            let mut line = String::new();
-            let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
-            let reply = match reader.read_line(&mut line).await {
-                Ok(_) => handle(&shared, &line).await,
-                Err(e) => json!({"ok": false, "error": e.to_string()}),
-            };
-            let mut out = reply.to_string();
-            out.push('\n');
-            let _ = write.write_all(out.as_bytes()).await;
+            let mut reader = BufReader::new(read);
+            // Bounded in count by the client: it closes when done, and a
+            // line past MAX_REQUEST ends the connection.
+            loop {
+                let mut line = String::new();
+                let reply = match (&mut reader).take(MAX_REQUEST as u64).read_line(&mut line).await {
+                    Ok(0) => break,
+                    Ok(_) if !line.ends_with('\n') => {
+                        json!({"ok": false, "error": format!("request line longer than {MAX_REQUEST} bytes or unterminated")})
+                    }
+                    Ok(_) => handle(&shared, &line).await,
+                    Err(e) => json!({"ok": false, "error": e.to_string()}),
+                };
+                let mut out = reply.to_string();
+                out.push('\n');
+                if write.write_all(out.as_bytes()).await.is_err() || !line.ends_with('\n') {
+                    break;
+                }
+            }
         });
     }
     let _ = std::fs::remove_file(socket_path(&shared.config.data_dir));
@@ -95,8 +111,38 @@ async fn handle(shared: &Arc<Shared>, line: &str) -> Value {
     };
     let cmd = request.get("cmd").and_then(Value::as_str).unwrap_or("");
     let id = request.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
-    tracing::info!(cmd, id = %id, "admin request");
+    let text = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    if cmd == "kv-get" {
+        // A training run asks this once per token: not worth a log line each.
+        return kv_get(shared, &text("plugin"), &text("key"));
+    }
+    tracing::info!(cmd, id = %id, address = %text("address"), "admin request");
     let result = match cmd {
+        "user-add" | "user-passwd" | "user-del" | "user-list" => {
+            // argon2 and a write transaction of its own (redb serialises it
+            // with the committer's): the blocking pool, not the async threads.
+            let (cmd, request) = (cmd.to_owned(), request.clone());
+            match shared
+                .store
+                .read(move |db| Ok(user_command(db, &cmd, &request)))
+                .await
+            {
+                Ok(v) => return v,
+                Err(e) => Err(e),
+            }
+        }
+        "kv-apply" => match kv_writes(&request) {
+            Ok(writes) => {
+                let n = writes.len();
+                shared
+                    .store
+                    .commit(Write::All(writes))
+                    .await
+                    .map(|_| json!({"ok": true, "written": n}))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            }
+            Err(e) => return json!({"ok": false, "error": e}),
+        },
         "queue-list" => shared.store.read(|db| list_json(db, &q::list(db)?)).await,
         "queue-show" => match parse_id(&id) {
             Some(n) => shared.store.read(move |db| show_json(db, n)).await,
@@ -133,6 +179,62 @@ async fn handle(shared: &Arc<Shared>, line: &str) -> Value {
         other => return json!({"ok": false, "error": format!("unknown command {other:?}")}),
     };
     result.unwrap_or_else(|e| json!({"ok": false, "error": e.to_string()}))
+}
+
+fn kv_get(shared: &Shared, plugin: &str, key: &str) -> Value {
+    let now = crate::clock::unix_secs() as u64;
+    match shared
+        .store
+        .db()
+        .and_then(|db| crate::store::kv::get(&db, plugin, key, now))
+    {
+        Ok(value) => json!({"ok": true, "value": value}),
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
+    }
+}
+
+/// A `user-…` request against the database: the server runs it on its
+/// blocking pool, `poczta user …` directly when no server runs. An error a
+/// user caused (a malformed address) is marked `"usage": true`.
+pub fn user_command(db: &redb::Database, cmd: &str, request: &Value) -> Value {
+    let text = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or("");
+    let (address, password) = (text("address"), text("password"));
+    let result = match cmd {
+        "user-add" => users::add(db, address, password).map(|a| json!({"ok": true, "address": a})),
+        "user-passwd" => users::set_password(db, address, password).map(|()| json!({"ok": true})),
+        "user-del" => users::delete(db, address).map(|n| json!({"ok": true, "messages": n})),
+        "user-list" => users::list(db).map(|u| json!({"ok": true, "users": u})),
+        other => Ok(json!({"ok": false, "error": format!("unknown command {other:?}")})),
+    };
+    result.unwrap_or_else(|e| {
+        let usage = matches!(e, StoreError::BadAddress(_));
+        json!({"ok": false, "error": e.to_string(), "usage": usage})
+    })
+}
+
+/// The `writes` of a `kv-apply` request: a value (bytes) sets, null deletes.
+pub fn kv_writes(request: &Value) -> Result<Vec<Write>, String> {
+    let list = request
+        .get("writes")
+        .and_then(Value::as_array)
+        .ok_or("kv-apply needs a \"writes\" list")?;
+    list.iter()
+        .map(|w| {
+            let text = |k: &str| w.get(k).and_then(Value::as_str).map(str::to_owned);
+            let (Some(plugin), Some(key)) = (text("plugin"), text("key")) else {
+                return Err(format!("kv-apply: each write needs plugin and key: {w}"));
+            };
+            Ok(match w.get("value") {
+                None | Some(Value::Null) => Write::KvDelete { plugin, key },
+                Some(v) => Write::KvSet {
+                    plugin,
+                    key,
+                    value: serde_json::from_value(v.clone()).map_err(|e| format!("kv-apply: value: {e}"))?,
+                    expires: w.get("expires").and_then(Value::as_u64).unwrap_or(0),
+                },
+            })
+        })
+        .collect()
 }
 
 fn bad_id(id: &str) -> Value {
@@ -217,8 +319,10 @@ fn show_json(db: &redb::Database, id: u64) -> Result<Value, StoreError> {
 }
 
 /// The same requests against the database directly, for a stopped server.
-pub fn offline(db: &redb::Database, cmd: &str, id: &str) -> Result<Value, StoreError> {
+pub fn offline(db: &redb::Database, request: &Value) -> Result<Value, StoreError> {
     use crate::store::committer::apply;
+    let cmd = request.get("cmd").and_then(Value::as_str).unwrap_or("");
+    let id = request.get("id").and_then(Value::as_str).unwrap_or("");
     match cmd {
         "queue-list" => list_json(db, &q::list(db)?),
         "queue-show" => match parse_id(id) {
@@ -248,20 +352,102 @@ pub fn offline(db: &redb::Database, cmd: &str, id: &str) -> Result<Value, StoreE
             let outcomes = apply(db, &writes.iter().collect::<Vec<_>>())?;
             Ok(json!({"ok": true, "found": outcomes.iter().map(count_found).sum::<usize>()}))
         }
+        c if c.starts_with("user-") => Ok(user_command(db, c, request)),
+        "kv-get" => {
+            let text = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or("");
+            let now = crate::clock::unix_secs() as u64;
+            let value = crate::store::kv::get(db, text("plugin"), text("key"), now)?;
+            Ok(json!({"ok": true, "value": value}))
+        }
+        "kv-apply" => match kv_writes(request) {
+            Ok(writes) => {
+                apply(db, &writes.iter().collect::<Vec<_>>())?;
+                Ok(json!({"ok": true, "written": writes.len()}))
+            }
+            Err(e) => Ok(json!({"ok": false, "error": e})),
+        },
         other => Ok(json!({"ok": false, "error": format!("unknown command {other:?}")})),
     }
 }
 
+/// A connection to a running server's admin socket.
+pub struct Client {
+    reader: std::io::BufReader<std::os::unix::net::UnixStream>,
+}
+
+impl Client {
+    /// Connects; `None` when no server listens on `data_dir`'s socket.
+    pub fn connect(data_dir: &Path) -> Option<Client> {
+        let stream = std::os::unix::net::UnixStream::connect(socket_path(data_dir)).ok()?;
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+        Some(Client {
+            reader: std::io::BufReader::new(stream),
+        })
+    }
+
+    /// Sends one request and reads its reply.
+    pub fn call(&mut self, request: &Value) -> std::io::Result<Value> {
+        use std::io::{BufRead, Write as _};
+        let line = request.to_string() + "\n";
+        self.reader.get_mut().write_all(line.as_bytes())?;
+        let mut reply = String::new();
+        self.reader.read_line(&mut reply)?;
+        serde_json::from_str(&reply).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
 /// Sends one request to a running server; `None` when none listens.
-pub fn request(data_dir: &Path, cmd: &str, id: &str) -> Option<std::io::Result<Value>> {
-    use std::io::{BufRead, Write as _};
-    let mut stream = std::os::unix::net::UnixStream::connect(socket_path(data_dir)).ok()?;
-    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
-    let req = json!({"cmd": cmd, "id": id}).to_string() + "\n";
-    Some((|| {
-        stream.write_all(req.as_bytes())?;
-        let mut line = String::new();
-        std::io::BufReader::new(&stream).read_line(&mut line)?;
-        serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-    })())
+pub fn request(data_dir: &Path, request: &Value) -> Option<std::io::Result<Value>> {
+    Client::connect(data_dir).map(|mut c| c.call(request))
+}
+
+/// Why a request through a [`Channel`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// Talking to the running server's socket failed.
+    #[error("talking to the running server's admin socket: {0}")]
+    Socket(#[from] std::io::Error),
+    /// Opening or using the database (no server running) failed.
+    #[error("{path}: {source}")]
+    Store {
+        /// The database file.
+        path: String,
+        /// Why.
+        source: StoreError,
+    },
+}
+
+/// Where the `poczta user|queue|plugin train` commands send their requests:
+/// the running server, or the database itself when none runs.
+pub enum Channel {
+    /// A server answers on the admin socket.
+    Server(Client),
+    /// No server: the database file, opened (and locked) by this process.
+    Offline(redb::Database, PathBuf),
+}
+
+impl Channel {
+    /// The server's socket if one answers, else the database at `db_path`.
+    pub fn open(data_dir: &Path, db_path: &Path) -> Result<Channel, ChannelError> {
+        if let Some(client) = Client::connect(data_dir) {
+            return Ok(Channel::Server(client));
+        }
+        let store = |source| ChannelError::Store {
+            path: db_path.display().to_string(),
+            source,
+        };
+        let db = crate::store::open_database(db_path).map_err(store)?;
+        Ok(Channel::Offline(db, db_path.to_owned()))
+    }
+
+    /// Sends one request; the reply is `{"ok":…}` either way.
+    pub fn call(&mut self, request: &Value) -> Result<Value, ChannelError> {
+        match self {
+            Channel::Server(c) => Ok(c.call(request)?),
+            Channel::Offline(db, path) => offline(db, request).map_err(|source| ChannelError::Store {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
 }

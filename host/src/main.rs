@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use clap::Parser;
 use poczta::Config;
-use poczta::store::{self, StoreError, users};
+use poczta::store::users;
 
 use cli::{
     Cli, Command, PasswordArgs, PluginCommand, PluginRunArgs, PluginTrainArgs, QueueCommand, UserCommand,
@@ -80,14 +80,7 @@ fn queue(config: Config, cmd: QueueCommand) -> anyhow::Result<()> {
         QueueCommand::Retry { id } => ("queue-retry", id.clone(), false),
         QueueCommand::Delete { id } => ("queue-delete", id.clone(), false),
     };
-    let reply = match poczta::admin::request(&config.data_dir, name, &id) {
-        Some(r) => r.context("talking to the running server's admin socket")?,
-        None => {
-            let db = store::open_database(&config.database_path())
-                .with_context(|| format!("opening {}", config.database_path().display()))?;
-            poczta::admin::offline(&db, name, &id)?
-        }
-    };
+    let reply = admin_channel(&config)?.call(&serde_json::json!({"cmd": name, "id": id}))?;
     if reply.get("ok").and_then(serde_json::Value::as_bool) != Some(true) {
         let error = reply
             .get("error")
@@ -182,13 +175,20 @@ fn plugin_train(
     if examples.is_empty() {
         return Err(UsageError("no .eml files given (--spam DIR, --ham DIR)".into()).into());
     }
-    let db = std::sync::Arc::new(
-        store::open_database(&config.database_path())
-            .with_context(|| format!("opening {}", config.database_path().display()))?,
-    );
-    let reader = std::sync::Arc::clone(&db);
-    let kv = BufferedKv::new(Box::new(move |p: &str, k: &str, now: u64| {
-        store::kv::get(&reader, p, k, now).map_err(|e| e.to_string())
+    // Reads and the final write go to the running server, or to the file.
+    let channel = std::sync::Arc::new(std::sync::Mutex::new(admin_channel(&config)?));
+    let reader = std::sync::Arc::clone(&channel);
+    let kv = BufferedKv::new(Box::new(move |p: &str, k: &str, _now: u64| {
+        let request = serde_json::json!({"cmd": "kv-get", "plugin": p, "key": k});
+        let reply = reader
+            .lock()
+            .map_err(|_| "kv reader poisoned".to_string())?
+            .call(&request)
+            .map_err(|e| e.to_string())?;
+        match reply["ok"].as_bool() {
+            Some(true) => serde_json::from_value(reply["value"].clone()).map_err(|e| e.to_string()),
+            _ => Err(reply["error"].as_str().unwrap_or("kv-get failed").to_owned()),
+        }
     }));
     let (dns, rt) = offline_plugin_env()?;
     let backend: std::sync::Arc<dyn poczta::plugin::KvBackend> = kv.clone();
@@ -204,23 +204,26 @@ fn plugin_train(
             report.failed.len()
         ));
     }
-    let writes: Vec<store::Write> = kv
+    let writes: Vec<serde_json::Value> = kv
         .changes()
         .into_iter()
         .map(|c| match c.value {
-            Some((value, expires)) => store::Write::KvSet {
-                plugin: c.plugin,
-                key: c.key,
-                value,
-                expires,
-            },
-            None => store::Write::KvDelete {
-                plugin: c.plugin,
-                key: c.key,
-            },
+            Some((value, expires)) => {
+                serde_json::json!({"plugin": c.plugin, "key": c.key, "value": value, "expires": expires})
+            }
+            None => serde_json::json!({"plugin": c.plugin, "key": c.key, "value": null}),
         })
         .collect();
-    store::committer::apply(&db, &writes.iter().collect::<Vec<_>>())?;
+    let reply = channel
+        .lock()
+        .map_err(|_| anyhow!("kv channel poisoned"))?
+        .call(&serde_json::json!({"cmd": "kv-apply", "writes": writes}))?;
+    if reply["ok"].as_bool() != Some(true) {
+        return Err(anyhow!(
+            "storing the trained counts: {}",
+            reply["error"].as_str().unwrap_or("failed")
+        ));
+    }
     eprintln!(
         "trained {}: {} spam, {} ham; {} key(s) written",
         plugin.name,
@@ -299,33 +302,53 @@ fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The running server's admin socket, or the database when none runs.
+fn admin_channel(config: &Config) -> anyhow::Result<poczta::admin::Channel> {
+    Ok(poczta::admin::Channel::open(
+        &config.data_dir,
+        &config.database_path(),
+    )?)
+}
+
 fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
-    let db = store::open_database(&config.database_path())
-        .with_context(|| format!("opening {}", config.database_path().display()))?;
-    match cmd {
+    use serde_json::json;
+    let request = match &cmd {
         UserCommand::Add(args) => {
             let address = local_address(&config, &args.address)?;
-            let password = read_password(&args)?;
-            let address = users::add(&db, &address, &password).map_err(user_error)?;
-            eprintln!("user {address} added");
+            let password = read_password(args)?;
+            json!({"cmd": "user-add", "address": address, "password": password})
         }
+        UserCommand::List => json!({"cmd": "user-list"}),
+        UserCommand::Del { address } => json!({"cmd": "user-del", "address": address}),
+        UserCommand::Passwd(args) => {
+            let password = read_password(args)?;
+            json!({"cmd": "user-passwd", "address": args.address, "password": password})
+        }
+    };
+    let reply = admin_channel(&config)?.call(&request)?;
+    if reply["ok"].as_bool() != Some(true) {
+        let error = reply["error"].as_str().unwrap_or("failed").to_owned();
+        return Err(if reply["usage"].as_bool() == Some(true) {
+            UsageError(error).into()
+        } else {
+            anyhow!(error)
+        });
+    }
+    match cmd {
+        UserCommand::Add(_) => eprintln!("user {} added", reply["address"].as_str().unwrap_or("?")),
         UserCommand::List => {
             let mut out = std::io::stdout().lock();
-            for u in users::list(&db)? {
-                writeln!(out, "{u}")?;
+            for u in reply["users"].as_array().into_iter().flatten() {
+                writeln!(out, "{}", u.as_str().unwrap_or("?"))?;
             }
         }
-        UserCommand::Del { address } => {
-            let n = users::delete(&db, &address).map_err(user_error)?;
-            eprintln!(
-                "user {} deleted with {n} message(s)",
-                address.trim().to_lowercase()
-            );
-        }
+        UserCommand::Del { address } => eprintln!(
+            "user {} deleted with {} message(s)",
+            address.trim().to_lowercase(),
+            reply["messages"].as_u64().unwrap_or(0)
+        ),
         UserCommand::Passwd(args) => {
-            let password = read_password(&args)?;
-            users::set_password(&db, &args.address, &password).map_err(user_error)?;
-            eprintln!("password of {} changed", args.address.trim().to_lowercase());
+            eprintln!("password of {} changed", args.address.trim().to_lowercase())
         }
     }
     Ok(())
@@ -344,13 +367,6 @@ fn local_address(config: &Config, address: &str) -> anyhow::Result<String> {
         .into());
     }
     Ok(a)
-}
-
-fn user_error(e: StoreError) -> anyhow::Error {
-    match e {
-        StoreError::BadAddress(m) => UsageError(m).into(),
-        e => anyhow!(e),
-    }
 }
 
 fn read_password(args: &PasswordArgs) -> anyhow::Result<String> {

@@ -100,6 +100,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (stop_tx, stop_rx) = watch::channel(false);
     let tracker = TaskTracker::new();
 
+    // Bound before the listeners: once a port answers, `poczta user add`
+    // must find the socket (the database file is locked by this process).
+    // Without the socket (a data_dir path too long for one, say) the server
+    // still runs, and those commands fail with the lock error until it stops.
+    let admin_task = match crate::admin::bind(&config.data_dir) {
+        Ok(l) => Some(tokio::spawn(crate::admin::run(
+            l,
+            shared.clone(),
+            stop_rx.clone(),
+        ))),
+        Err(e) => {
+            tracing::warn!(error = %e, "no admin channel");
+            None
+        }
+    };
     let mut listeners = Vec::new();
     for (addrs, kind, name) in [
         (&config.smtp_listen, Kind::Smtp, "smtp"),
@@ -127,19 +142,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             )));
         }
     }
-    // Without the socket (a data_dir path too long for one, say) the server
-    // still runs; `poczta queue` then works on the database directly.
-    let admin_task = match crate::admin::bind(&config.data_dir) {
-        Ok(l) => Some(tokio::spawn(crate::admin::run(
-            l,
-            shared.clone(),
-            stop_rx.clone(),
-        ))),
-        Err(e) => {
-            tracing::warn!(error = %e, "no admin channel");
-            None
-        }
-    };
     let queue_task = tokio::spawn(queue.clone().run(stop_rx.clone()));
     drop(queue);
     let reloader = tokio::spawn(policy::reloader(

@@ -4,9 +4,11 @@
 //! server process, writes happen only in the [`committer`], which batches the
 //! writes of all sessions into one durable transaction (group commit); a
 //! session gets its answer only after that transaction's `commit()` returned.
-//! The `poczta user …` commands run in another process and write users
-//! through their own transactions: the database is opened in redb's
-//! multi-writer mode so that works while the server runs.
+//! The file is opened in redb's default exclusive-writer mode: one process
+//! holds it, and a commit costs one fsync (the multi-process modes force
+//! two-phase commit, two fsyncs). The `poczta user|queue|plugin train`
+//! commands reach a running server through its admin socket and open the
+//! file themselves only when no server runs (`crate::admin::Channel`).
 
 pub mod committer;
 pub mod kv;
@@ -19,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 pub use committer::{CommitFailure, Outcome, Write};
 pub use schema::{Folder, SCHEMA_VERSION, UserRecord};
@@ -102,9 +104,7 @@ pub fn open_database(path: &Path) -> Result<Database, StoreError> {
             source,
         })?;
     }
-    let db = Database::builder()
-        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-        .create(path)?;
+    let db = Database::builder().create(path)?;
     let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(schema::META)?;
@@ -117,10 +117,13 @@ pub fn open_database(path: &Path) -> Result<Database, StoreError> {
                 });
             }
             Some(v) if v == SCHEMA_VERSION => {}
-            // A new file, or (in later versions) an older one to migrate here.
+            // A new file, or an older one: migrated below, in this transaction.
             _ => {
                 meta.insert(schema::META_SCHEMA_VERSION, SCHEMA_VERSION)?;
             }
+        }
+        if found.is_some_and(|v| v < 2) {
+            queue::build_due_index(&txn)?;
         }
         txn.open_table(schema::USERS)?;
         txn.open_table(schema::MESSAGES)?;
@@ -128,6 +131,7 @@ pub fn open_database(path: &Path) -> Result<Database, StoreError> {
         txn.open_table(schema::MAILBOXES)?;
         txn.open_table(schema::MAILBOX_META)?;
         txn.open_table(schema::QUEUE)?;
+        txn.open_table(schema::QUEUE_DUE)?;
         txn.open_table(schema::PLUGIN_KV)?;
     }
     txn.commit()?;
@@ -201,7 +205,9 @@ impl Store {
         users::exists(&*self.db.get()?, address)
     }
 
-    /// Runs a blocking read on the blocking pool.
+    /// Runs a blocking read on the blocking pool (or a write transaction of
+    /// its own, which redb serialises with the committer's: the admin
+    /// socket's user commands).
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -253,9 +259,7 @@ impl DbSlot {
                 ));
             }
         }
-        let db = Database::builder()
-            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-            .create(path)?;
+        let db = Database::builder().create(path)?;
         self.current.store(Some(Arc::new(db)));
         tracing::info!(path = %path.display(), "database reopened after an I/O error");
         Ok(())

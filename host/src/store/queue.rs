@@ -117,18 +117,47 @@ impl QueueRecord {
     }
 }
 
-/// The queue table, opened once per transaction. The message bytes and
-/// their reference counts go through [`Tables`], which owns those tables in
-/// the transaction (redb opens a table once per transaction).
+/// The queue table and its due index, opened once per transaction. The
+/// message bytes and their reference counts go through [`Tables`], which
+/// owns those tables in the transaction (redb opens a table once per
+/// transaction).
+///
+/// **Invariant:** every record in `queue` has exactly one `queue_due`
+/// entry, at its [`QueueRecord::next_due`] (records always have a pending
+/// recipient: one without leaves the queue). All writes to either table go
+/// through [`QueueTables::put`] and [`QueueTables::remove`].
 pub(super) struct QueueTables<'txn> {
     queue: Table<'txn, u64, &'static [u8]>,
+    due: Table<'txn, (i64, u64), ()>,
 }
 
 impl<'txn> QueueTables<'txn> {
     pub(super) fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
         Ok(QueueTables {
             queue: txn.open_table(schema::QUEUE)?,
+            due: txn.open_table(schema::QUEUE_DUE)?,
         })
+    }
+
+    /// The stored record `id`, decoded.
+    fn stored(&self, id: u64) -> Result<Option<QueueRecord>, StoreError> {
+        match self.queue.get(id)? {
+            Some(v) => Ok(Some(QueueRecord::decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes `record` (replacing `old`, the stored version if any) and
+    /// moves its due entry.
+    fn put(&mut self, record: &QueueRecord, old: Option<&QueueRecord>) -> Result<(), StoreError> {
+        if let Some(t) = old.and_then(QueueRecord::next_due) {
+            self.due.remove((t, record.id))?;
+        }
+        self.queue.insert(record.id, record.encode().as_slice())?;
+        if let Some(t) = record.next_due() {
+            self.due.insert((t, record.id), ())?;
+        }
+        Ok(())
     }
 
     /// Stores the bytes under `record.id` and the record itself.
@@ -139,8 +168,8 @@ impl<'txn> QueueTables<'txn> {
         record: &QueueRecord,
     ) -> Result<(), StoreError> {
         t.add_ref(record.id, data)?;
-        self.queue.insert(record.id, record.encode().as_slice())?;
-        Ok(())
+        let old = self.stored(record.id)?;
+        self.put(record, old.as_ref())
     }
 
     /// Rewrites a record after an attempt; a record without pending
@@ -148,11 +177,11 @@ impl<'txn> QueueTables<'txn> {
     /// already (deleted by the administrator meanwhile): it is not brought
     /// back.
     pub(super) fn update(&mut self, t: &mut Tables<'_>, record: &QueueRecord) -> Result<bool, StoreError> {
-        if self.queue.get(record.id)?.is_none() {
+        let Some(old) = self.stored(record.id)? else {
             return Ok(false);
-        }
+        };
         if record.has_pending() {
-            self.queue.insert(record.id, record.encode().as_slice())?;
+            self.put(record, Some(&old))?;
         } else {
             self.remove(t, record.id)?;
         }
@@ -161,8 +190,12 @@ impl<'txn> QueueTables<'txn> {
 
     /// Removes a record and its reference on the bytes; false if absent.
     pub(super) fn remove(&mut self, t: &mut Tables<'_>, id: u64) -> Result<bool, StoreError> {
-        if self.queue.remove(id)?.is_none() {
+        let Some(old) = self.stored(id)? else {
             return Ok(false);
+        };
+        self.queue.remove(id)?;
+        if let Some(due) = old.next_due() {
+            self.due.remove((due, id))?;
         }
         t.unref(id)?;
         Ok(true)
@@ -170,14 +203,14 @@ impl<'txn> QueueTables<'txn> {
 
     /// Makes every pending recipient of `id` due at `now`; false if absent.
     pub(super) fn retry_now(&mut self, id: u64, now: i64) -> Result<bool, StoreError> {
-        let Some(bytes) = self.queue.get(id)?.map(|v| v.value().to_vec()) else {
+        let Some(old) = self.stored(id)? else {
             return Ok(false);
         };
-        let mut record = QueueRecord::decode(&bytes)?;
+        let mut record = old.clone();
         for r in record.rcpts.iter_mut().filter(|r| r.state == RcptState::Pending) {
             r.next_attempt = now;
         }
-        self.queue.insert(id, record.encode().as_slice())?;
+        self.put(&record, Some(&old))?;
         Ok(true)
     }
 }
@@ -211,19 +244,44 @@ pub fn message(db: &Database, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(t.get(id)?.map(|v| v.value().to_vec()))
 }
 
-/// The records with a recipient due at or before `now`, and the earliest
-/// due time among the others (when to look again).
+/// The records with a recipient due at or before `now` (in due order), and
+/// the earliest due time among the others (when to look again). Reads the
+/// due index, so a large queue of deferred mail costs nothing here.
 pub fn due(db: &Database, now: i64) -> Result<(Vec<QueueRecord>, Option<i64>), StoreError> {
+    let txn = db.begin_read()?;
+    let index = txn.open_table(schema::QUEUE_DUE)?;
+    let queue = txn.open_table(schema::QUEUE)?;
     let mut ready = Vec::new();
-    let mut next: Option<i64> = None;
-    for record in list(db)? {
-        match record.next_due() {
-            Some(t) if t <= now => ready.push(record),
-            Some(t) => next = Some(next.map_or(t, |n| n.min(t))),
-            None => {}
+    for item in index.range((i64::MIN, 0)..=(now, u64::MAX))? {
+        let (key, _) = item?;
+        let (_, id) = key.value();
+        match queue.get(id)? {
+            Some(v) => ready.push(QueueRecord::decode(v.value())?),
+            None => {
+                return Err(StoreError::Corrupt(format!(
+                    "queue_due names {id:016X}, not queued"
+                )));
+            }
         }
     }
+    let next = match index.range((now.saturating_add(1), 0)..)?.next() {
+        Some(item) => Some(item?.0.value().0),
+        None => None,
+    };
     Ok((ready, next))
+}
+
+/// Fills `queue_due` from `queue` (opening a version-1 file).
+pub(super) fn build_due_index(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let queue = txn.open_table(schema::QUEUE)?;
+    let mut due = txn.open_table(schema::QUEUE_DUE)?;
+    for item in queue.iter()? {
+        let (id, v) = item?;
+        if let Some(t) = QueueRecord::decode(v.value())?.next_due() {
+            due.insert((t, id.value()), ())?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -322,5 +380,100 @@ mod tests {
         apply(&db, &[&Write::QueueDelete { id: 9 }]).unwrap();
         assert!(list(&db).unwrap().is_empty());
         assert_eq!(message(&db, 9).unwrap(), None);
+    }
+
+    /// Every `queue_due` entry, in order.
+    fn index(db: &Database) -> Vec<(i64, u64)> {
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(schema::QUEUE_DUE).unwrap();
+        t.iter().unwrap().map(|i| i.unwrap().0.value()).collect()
+    }
+
+    #[test]
+    fn the_due_index_follows_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_database(&dir.path().join("q.redb")).unwrap();
+        let mut writes = Vec::new();
+        for (id, at) in [(1, 500), (2, 100), (3, 300)] {
+            let mut rec = record(id, &["x@there.test", "y@there.test"]);
+            rec.rcpts[0].next_attempt = at;
+            rec.rcpts[1].next_attempt = at + 50;
+            writes.push(Write::Enqueue {
+                data: b"x".to_vec(),
+                record: rec,
+            });
+        }
+        apply(&db, &writes.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(index(&db), vec![(100, 2), (300, 3), (500, 1)]);
+        let (ready, next) = due(&db, 300).unwrap();
+        assert_eq!(ready.iter().map(|r| r.id).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(next, Some(500));
+        assert_eq!(due(&db, 99).unwrap(), (vec![], Some(100)));
+
+        // An attempt on 2 defers one recipient and delivers the other.
+        let mut two = get(&db, 2).unwrap().unwrap();
+        two.rcpts[0].state = RcptState::Delivered;
+        two.rcpts[1].next_attempt = 900;
+        apply(
+            &db,
+            &[&Write::QueueUpdate {
+                record: two.clone(),
+                then: vec![],
+            }],
+        )
+        .unwrap();
+        assert_eq!(index(&db), vec![(300, 3), (500, 1), (900, 2)]);
+        // The administrator retries 1 now, then deletes 3.
+        apply(&db, &[&Write::QueueRetry { id: 1, now: 42 }]).unwrap();
+        apply(&db, &[&Write::QueueDelete { id: 3 }]).unwrap();
+        assert_eq!(index(&db), vec![(42, 1), (900, 2)]);
+        // 2 finishes: it leaves the queue and the index.
+        two.rcpts[1].state = RcptState::Failed;
+        apply(
+            &db,
+            &[&Write::QueueUpdate {
+                record: two,
+                then: vec![],
+            }],
+        )
+        .unwrap();
+        assert_eq!(index(&db), vec![(42, 1)]);
+        assert_eq!(due(&db, 1000).unwrap().0.len(), 1);
+    }
+
+    #[test]
+    fn a_version_1_file_gets_its_due_index_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.redb");
+        let db = open_database(&path).unwrap();
+        let mut rec = record(5, &["x@there.test"]);
+        rec.rcpts[0].next_attempt = 700;
+        apply(
+            &db,
+            &[&Write::Enqueue {
+                data: b"x".to_vec(),
+                record: rec,
+            }],
+        )
+        .unwrap();
+        // What version 1 left: the record, no index entry, version 1.
+        let txn = db.begin_write().unwrap();
+        txn.open_table(schema::QUEUE_DUE)
+            .unwrap()
+            .remove((700, 5))
+            .unwrap();
+        txn.open_table(schema::META)
+            .unwrap()
+            .insert(schema::META_SCHEMA_VERSION, 1)
+            .unwrap();
+        txn.commit().unwrap();
+        assert!(index(&db).is_empty());
+        drop(db);
+        let db = open_database(&path).unwrap();
+        assert_eq!(index(&db), vec![(700, 5)]);
+        assert_eq!(
+            crate::store::meta_value(&db, schema::META_SCHEMA_VERSION).unwrap(),
+            Some(schema::SCHEMA_VERSION)
+        );
     }
 }

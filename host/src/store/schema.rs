@@ -12,6 +12,7 @@
 //! | `mailboxes` | (user, uid) | (message id, size, folder) | a user's maildrop |
 //! | `mailbox_meta` | user | (uid epoch, next uid) | UIDVALIDITY-like epoch and the UID counter |
 //! | `queue` | message id | JSON [`super::queue::QueueRecord`] | outbound queue: envelope and per-recipient state; the bytes are in `messages` (one reference) |
+//! | `queue_due` | (due unix secs, message id) | () | when each queued message is next due: the queue runner reads only what is due |
 //! | `plugin_kv` | (plugin, key) | (bytes, expiry) | plugin key-value store |
 //!
 //! A message is deleted when its last mailbox entry goes (refcount 0). UIDs
@@ -26,7 +27,8 @@ use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 /// The on-disk format version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 1;
+/// 2 added `queue_due` (built from `queue` when a version-1 file is opened).
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Schema bookkeeping: `schema_version`, `next_message_id`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -43,6 +45,9 @@ pub const MAILBOXES: TableDefinition<(&str, u64), (u64, u64, u8)> = TableDefinit
 pub const MAILBOX_META: TableDefinition<&str, (u64, u64)> = TableDefinition::new("mailbox_meta");
 /// Outbound queue records by message id (JSON `QueueRecord`).
 pub const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
+/// The queue's due index: (earliest `next_attempt` of a pending
+/// recipient, message id), one entry per queued record.
+pub const QUEUE_DUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("queue_due");
 /// Plugin key-value store: (plugin, key) → (value, expiry unix secs or 0).
 pub const PLUGIN_KV: TableDefinition<(&str, &str), (&[u8], u64)> = TableDefinition::new("plugin_kv");
 

@@ -1,8 +1,9 @@
 //! Users: login identities with argon2id password hashes.
 //!
 //! These functions open their own write transactions: they serve the
-//! `poczta user …` commands, which run in their own process (the database is
-//! multi-writer). Inside the server, writes go through the committer.
+//! `poczta user …` commands, run by the server for its admin socket or by
+//! the command itself when no server runs. Mail writes go through the
+//! committer.
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 

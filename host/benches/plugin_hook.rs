@@ -10,6 +10,8 @@
 //!   `py-subject-tag.wasm` (componentize-py) and `js-header-tag.wasm`
 //!   (componentize-js), with fewer samples: each instance starts an
 //!   interpreter.
+//! * `…_reused`: the same with `reuse` set, so each transaction takes an
+//!   instance that served the previous one from the plugin's idle pool.
 //!
 //! The plugins come from `plugins/build`; a missing file skips its
 //! benchmark only. Compiled components are cached in
@@ -98,9 +100,10 @@ struct Bench {
 }
 
 impl Bench {
-    fn new(runtime: &Runtime, name: &str, path: &Path, config_json: &str) -> Bench {
+    fn new(runtime: &Runtime, name: &str, path: &Path, config_json: &str, reuse: u32) -> Bench {
         let mut cfg = PluginConfig::new(name, path);
         cfg.config_json = config_json.into();
+        cfg.reuse = reuse;
         cfg.timeout = Duration::from_secs(5);
         let set = PluginSet::load(runtime, &[cfg], ScoreThresholds::default(), services())
             .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
@@ -144,13 +147,14 @@ fn bench_rust(c: &mut Criterion) {
     let Some(path) = dist("tag-score.wasm") else {
         return;
     };
-    let b = Bench::new(&runtime(), "tag", &path, "{}");
+    let runtime = runtime();
     let mut group = c.benchmark_group("plugin_hook");
     group
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .throughput(Throughput::Elements(1));
-    b.bench(&mut group, "rust_tag_score");
+    Bench::new(&runtime, "tag", &path, "{}", 1).bench(&mut group, "rust_tag_score");
+    Bench::new(&runtime, "tag", &path, "{}", u32::MAX).bench(&mut group, "rust_tag_score_reused");
     group.finish();
 }
 
@@ -171,7 +175,8 @@ fn bench_interpreted(c: &mut Criterion) {
         ("js_header_tag", "js-header-tag.wasm", "{}"),
     ] {
         let Some(path) = dist(file) else { continue };
-        Bench::new(&runtime, id, &path, config).bench(&mut group, id);
+        Bench::new(&runtime, id, &path, config, 1).bench(&mut group, id);
+        Bench::new(&runtime, id, &path, config, u32::MAX).bench(&mut group, &format!("{id}_reused"));
     }
     group.finish();
 }

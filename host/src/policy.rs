@@ -125,6 +125,7 @@ pub fn plugin_configs(config: &Config) -> Vec<PluginConfig> {
             timeout: p.timeout,
             memory: p.memory,
             fuel: p.fuel,
+            reuse: p.reuse,
         })
         .collect()
 }

@@ -313,6 +313,9 @@ pub struct PluginEntry {
     pub memory: usize,
     /// Optional fuel per hook call.
     pub fuel: Option<u64>,
+    /// Transactions one instance serves before it is replaced (1: fresh
+    /// each time, the default).
+    pub reuse: u32,
     /// Skip (with a warning) instead of failing when the file is missing.
     pub optional: bool,
 }
@@ -582,6 +585,11 @@ impl Config {
                 timeout: duration(&key("timeout"), &p.timeout, DEFAULT_PLUGIN_TIMEOUT)?,
                 memory,
                 fuel: p.fuel,
+                reuse: match p.reuse {
+                    None => 1,
+                    Some(0) => return Err(err(&key("reuse"), "must be at least 1".into())),
+                    Some(n) => n,
+                },
                 optional: p.optional.unwrap_or(false),
             });
         }

@@ -84,6 +84,7 @@ pub(super) struct RawPlugin {
     pub timeout: Option<DurationValue>,
     pub memory: Option<SizeValue>,
     pub fuel: Option<u64>,
+    pub reuse: Option<u32>,
     pub optional: Option<bool>,
 }
 

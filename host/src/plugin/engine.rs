@@ -34,12 +34,15 @@ pub const MAX_PLUGIN_MEMORY: usize = 256 << 20;
 // to work for componentize-py (the largest: many core instances, tables and
 // memories) and StarlingMonkey JS (shared/research/wasm-toolchains.md).
 // The totals bound how many instances can be alive at once across all
-// sessions; when the pool is full, instantiation fails and the plugin's
-// `on_error` applies (tempfail by default: the client retries).
-const TOTAL_COMPONENT_INSTANCES: u32 = 64 * 4;
-const TOTAL_CORE_INSTANCES: u32 = 1024 * 4;
-const TOTAL_MEMORIES: u32 = 128 * 4;
-const TOTAL_TABLES: u32 = 256 * 4;
+// sessions, the idle ones of plugins with `reuse` included (up to
+// `MAX_IDLE_PER_PLUGIN` = 32 each: ten plugins idle at 320); when the pool
+// is full, instantiation fails and the plugin's `on_error` applies
+// (tempfail by default: the client retries). Memories and tables are
+// reserved address space, not resident memory.
+const TOTAL_COMPONENT_INSTANCES: u32 = 1024;
+const TOTAL_CORE_INSTANCES: u32 = 1024 * 8;
+const TOTAL_MEMORIES: u32 = 1024;
+const TOTAL_TABLES: u32 = 256 * 16;
 const TOTAL_STACKS: u32 = 64 * 4;
 const TABLE_ELEMENTS: usize = 200_000;
 const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;

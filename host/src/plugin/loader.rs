@@ -61,6 +61,10 @@ pub struct LoadedPlugin {
     pub timeout: Duration,
     pub memory: usize,
     pub fuel: Option<u64>,
+    /// Scopes one instance may serve (1: a fresh instance each time).
+    pub reuse: u32,
+    /// Idle instances, when `reuse` > 1.
+    pub(super) pool: super::session::InstancePool,
     pub grants: Grants,
     pub config_json: String,
     pub assets: Vec<(String, Arc<[u8]>)>,
@@ -128,6 +132,8 @@ pub fn load(runtime: &Runtime, cfg: &PluginConfig, services: &Services) -> Resul
         timeout: cfg.timeout,
         memory: cfg.memory,
         fuel: cfg.fuel,
+        reuse: cfg.reuse,
+        pool: Default::default(),
         grants: cfg.grants,
         config_json: cfg.config_json.clone(),
         assets,
@@ -172,6 +178,9 @@ fn check_config(cfg: &PluginConfig) -> Result<(), PluginError> {
     }
     if cfg.timeout.is_zero() {
         return Err(bad("timeout must be greater than zero".into()));
+    }
+    if cfg.reuse == 0 {
+        return Err(bad("reuse must be at least 1".into()));
     }
     if cfg.fuel == Some(0) {
         return Err(bad("fuel must be greater than zero".into()));

@@ -23,9 +23,11 @@
 //!   one `warn!` line naming the plugin, the hook and the cause.
 //! * A [`PluginSet`] is immutable; reload builds a new one. A [`Session`]
 //!   keeps the set it was created from.
-//! * Instances live for one transaction (the connection-level hooks
-//!   `connect`/`helo` get their own); nothing survives into the next
-//!   transaction except through the kv store.
+//! * An instance serves one transaction (the connection-level hooks
+//!   `connect`/`helo` get their own) and, with `reuse = N`, up to N of them
+//!   one after another, taken from the plugin's idle pool. Only an instance
+//!   whose scope ended cleanly goes back: never after a trap, a deadline or
+//!   a call abandoned half-way.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -111,6 +113,10 @@ pub struct PluginConfig {
     pub memory: usize,
     /// Optional fuel budget per hook call (enables the fuel engine).
     pub fuel: Option<u64>,
+    /// How many transactions one instance serves, one after another,
+    /// before it is replaced; 1 (the default) gives every transaction a
+    /// fresh instance.
+    pub reuse: u32,
 }
 
 impl PluginConfig {
@@ -127,6 +133,7 @@ impl PluginConfig {
             timeout: DEFAULT_TIMEOUT,
             memory: DEFAULT_MEMORY,
             fuel: None,
+            reuse: 1,
         }
     }
 }
@@ -425,6 +432,16 @@ pub struct PluginInfoSummary {
 pub struct PluginSet {
     pub(crate) plugins: Vec<Arc<loader::LoadedPlugin>>,
     pub(crate) thresholds: ScoreThresholds,
+}
+
+impl Drop for PluginSet {
+    fn drop(&mut self) {
+        // Idle instances hold their plugin; without this a replaced set
+        // would never be freed.
+        for p in &self.plugins {
+            p.pool.clear();
+        }
+    }
 }
 
 impl std::fmt::Debug for PluginSet {

@@ -4,12 +4,18 @@
 //!
 //! A *scope* holds one lazily created instance per plugin and the data its
 //! plugins share (notes, symbols, header edits). The connection scope
-//! serves `connect` and `helo`; its instances are dropped when a
-//! transaction starts (`mail_from`), and a later `helo` gets fresh ones. Its
+//! serves `connect` and `helo`; its instances are released when a
+//! transaction starts (`mail_from`), and a later `helo` gets others. Its
 //! data (notes, symbols, header edits) seeds every transaction of the
 //! connection. A transaction scope lives from `mail_from` to
-//! `end_transaction` (or the next `mail_from`): fresh instances, fresh
+//! `end_transaction` (or the next `mail_from`): its own instances, fresh
 //! copies of the data.
+//!
+//! A released instance is dropped, or, for a plugin with `reuse` > 1, goes
+//! to the plugin's [`InstancePool`] for a later scope (rebound to that
+//! scope's data and session). A Python or JavaScript plugin pays its
+//! interpreter's start-up once per `reuse` transactions instead of once per
+//! transaction.
 //!
 //! # Failures
 //!
@@ -55,26 +61,92 @@ const ABANDON_GRACE: Duration = Duration::from_millis(500);
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// Idle instances kept per plugin, at most: about the number of
+/// transactions that run at once (the benchmarks' 32 connections), so a
+/// busy server instantiates nothing in the steady state, while a plugin's
+/// idle memory stays bounded.
+pub const MAX_IDLE_PER_PLUGIN: usize = 32;
+
 /// One live instance.
-struct Live {
+pub(super) struct Live {
     store: Store<PluginState>,
     guest: Plugin,
+    /// Scopes (transactions or connection-level hook runs) served so far.
+    uses: u32,
+}
+
+/// A plugin's idle instances, for plugins with `reuse` > 1. An instance
+/// goes back only after a scope it served ended cleanly: never after a
+/// trap, a deadline, or a call that was abandoned half-way (the session
+/// went away mid-hook, leaving the guest's memory mid-update), and never
+/// after `reuse` scopes.
+#[derive(Default)]
+pub(super) struct InstancePool {
+    idle: std::sync::Mutex<Vec<Live>>,
+}
+
+impl InstancePool {
+    fn take(&self) -> Option<Live> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    fn put(&self, live: Live, reuse: u32) {
+        // A call still marked as running was dropped half-way.
+        if live.uses >= reuse || live.store.data().deadline.is_some() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_PER_PLUGIN {
+            idle.push(live);
+        }
+    }
+
+    /// Drops every idle instance (their stores hold the plugin: a cycle
+    /// that [`PluginSet`]'s drop breaks here).
+    pub(super) fn clear(&self) {
+        let drained = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        drop(drained);
+    }
+
+    /// How many instances are idle.
+    #[cfg(test)]
+    pub(super) fn idle(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
 }
 
 /// Instances and shared data of the connection or of one transaction.
 struct Scope {
+    set: Arc<PluginSet>,
     data: SharedTxn,
     slots: Vec<Option<Live>>,
     failures: Vec<u32>,
 }
 
 impl Scope {
-    fn new(plugins: usize, data: TxnData) -> Scope {
+    fn new(set: &Arc<PluginSet>, data: TxnData) -> Scope {
+        let plugins = set.plugins.len();
         Scope {
+            set: Arc::clone(set),
             data: Arc::new(std::sync::Mutex::new(data)),
             slots: (0..plugins).map(|_| None).collect(),
             failures: vec![0; plugins],
         }
+    }
+
+    /// Hands the scope's instances back to their plugins' pools.
+    fn release(&mut self) {
+        for (plugin, slot) in self.set.plugins.iter().zip(self.slots.iter_mut()) {
+            if let Some(live) = slot.take() {
+                plugin.pool.put(live, plugin.reuse);
+            }
+        }
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -163,12 +235,11 @@ enum Answer {
 
 impl Session {
     pub(super) fn new(set: Arc<PluginSet>, conn: ConnInfo) -> Session {
-        let n = set.plugins.len();
         Session {
+            conn_scope: Scope::new(&set, TxnData::default()),
             set,
             conn,
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
-            conn_scope: Scope::new(n, TxnData::default()),
             conn_quarantine: None,
             conn_verdicts: Vec::new(),
             txn: None,
@@ -424,13 +495,14 @@ impl Session {
 
     fn begin_transaction(&mut self) {
         // Free the connection-level instances (pool slots) while the
-        // transaction runs; a later HELO recreates them.
-        for slot in &mut self.conn_scope.slots {
-            *slot = None;
-        }
+        // transaction runs; a later HELO gets others.
+        self.conn_scope.release();
         let seed = state::lock(&self.conn_scope.data).clone();
+        // The previous transaction's instances go back before this one
+        // takes any.
+        self.txn = None;
         self.txn = Some(Txn {
-            scope: Scope::new(self.set.plugins.len(), seed),
+            scope: Scope::new(&self.set, seed),
             quarantine: None,
             verdicts: Vec::new(),
             message: None,
@@ -588,13 +660,26 @@ impl Session {
         let hook = call.hook();
         let limit = plugin.timeout + ABANDON_GRACE;
 
+        if scope.slots[idx].is_none()
+            && let Some(mut live) = plugin.pool.take()
+        {
+            live.uses += 1;
+            live.store.data_mut().rebind(Arc::clone(&scope.data), session);
+            scope.slots[idx] = Some(live);
+        }
         if scope.slots[idx].is_none() {
             let mut store = state::new_store(plugin, Arc::clone(&scope.data), session, true);
             store.data_mut().begin_call(Some(hook), plugin.timeout);
             let created = tokio::time::timeout(limit, plugin.pre.instantiate_async(&mut store)).await;
             store.data_mut().end_call();
             match created {
-                Ok(Ok(guest)) => scope.slots[idx] = Some(Live { store, guest }),
+                Ok(Ok(guest)) => {
+                    scope.slots[idx] = Some(Live {
+                        store,
+                        guest,
+                        uses: 1,
+                    })
+                }
                 Ok(Err(e)) => {
                     scope.failures[idx] += 1;
                     return Err(format!("instantiation failed: {}", cause(&e, store.data())));
@@ -615,6 +700,9 @@ impl Session {
             let _ = live.store.set_fuel(fuel);
         }
         live.store.data_mut().begin_call(Some(hook), plugin.timeout);
+        // A reused instance's epoch deadline lies in the past: without this
+        // its first tick check would yield for nothing.
+        live.store.set_epoch_deadline(1);
         let result = tokio::time::timeout(limit, call_guest(&mut live.store, &live.guest, call)).await;
         live.store.data_mut().end_call();
         match result {

@@ -168,6 +168,14 @@ impl PluginState {
         }
     }
 
+    /// Points a reused instance at another transaction (or connection).
+    pub fn rebind(&mut self, txn: SharedTxn, session: u64) {
+        self.txn = txn;
+        self.session = session;
+        self.hook = None;
+        self.deadline = None;
+    }
+
     /// Prepares for a hook call.
     pub fn begin_call(&mut self, hook: Option<Hook>, budget: Duration) {
         self.hook = hook;

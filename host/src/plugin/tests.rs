@@ -736,6 +736,71 @@ async fn error_result_keeps_policy_and_repeated_failures_stop_running() {
 }
 
 #[tokio::test]
+async fn reused_instances_go_back_to_the_pool_only_when_clean() {
+    let tag = plugin_or_skip!("tag-score.wasm");
+    let trap = plugin_or_skip!("hostile-trap.wasm");
+    let looping = plugin_or_skip!("hostile-loop.wasm");
+    let idle = |set: &Arc<PluginSet>| set.plugins[0].pool.idle();
+
+    let mut t = cfg("tagger", &tag, json!({}));
+    t.reuse = 2;
+    let set = load(&[t.clone()]);
+    let mut s = set.session(conn());
+    let out = transaction(&mut s, MSG).await;
+    assert_eq!(header(&out, "X-Poczta-Tagged"), Some("yes"));
+    assert_eq!(idle(&set), 0, "in use during the transaction");
+    s.end_transaction();
+    assert_eq!(idle(&set), 1, "back after the transaction");
+    let out = transaction(&mut s, MSG).await;
+    assert_eq!(idle(&set), 0, "taken by the next transaction");
+    assert_eq!(
+        header(&out, "X-Poczta-Tagged"),
+        Some("yes"),
+        "a reused instance answers the same"
+    );
+    s.end_transaction();
+    assert_eq!(idle(&set), 0, "retired after `reuse` transactions");
+    let weak = Arc::downgrade(&set.plugins[0]);
+    transaction(&mut s, MSG).await;
+    drop(s);
+    assert_eq!(idle(&set), 1, "a closed connection gives its instance back");
+    drop(set);
+    assert!(
+        weak.upgrade().is_none(),
+        "a dropped set frees its plugins and their idle instances"
+    );
+
+    t.reuse = 1;
+    let set = load(&[t]);
+    let mut s = set.session(conn());
+    transaction(&mut s, MSG).await;
+    s.end_transaction();
+    assert_eq!(idle(&set), 0, "reuse = 1: a fresh instance every time");
+
+    let mut h = PluginConfig::new("hostile", &trap);
+    h.reuse = 100;
+    let set = load(&[h]);
+    let mut s = set.session(conn());
+    assert_eq!(transaction(&mut s, MSG).await.decision, tempfail_default());
+    s.end_transaction();
+    assert_eq!(idle(&set), 0, "a trapped instance is never reused");
+
+    let mut h = PluginConfig::new("hostile", &looping);
+    h.reuse = 100;
+    h.timeout = Duration::from_secs(30);
+    let set = load(&[h]);
+    let mut s = set.session(conn());
+    let abandoned = tokio::time::timeout(Duration::from_millis(300), transaction(&mut s, MSG)).await;
+    assert!(abandoned.is_err(), "the loop is still running when dropped");
+    drop(s);
+    assert_eq!(
+        idle(&set),
+        0,
+        "an instance dropped in the middle of a call is never reused"
+    );
+}
+
+#[tokio::test]
 async fn hostile_flood_is_rate_limited() {
     let path = plugin_or_skip!("hostile-flood.wasm");
     let mut c = PluginConfig::new("flood", &path);
@@ -1202,16 +1267,35 @@ async fn measure_fresh_instance_per_hook() {
                 data.push(t4 - t3);
             }
         }
+        // The same façade call with `reuse`: the instance comes from the pool.
+        let mut c = PluginConfig::new("m", &path);
+        c.timeout = Duration::from_secs(5);
+        c.reuse = u32::MAX;
+        let reused_set = load(&[c]);
+        let mut reused = vec![];
+        let mut s = reused_set.session(conn());
+        for i in 0..n + 20 {
+            s.mail_from(&env()).await;
+            let t0 = Instant::now();
+            let out = s.data(&env(), Arc::clone(&raw)).await;
+            let t1 = Instant::now();
+            assert_eq!(out.decision, Decision::Continue);
+            s.end_transaction();
+            if i >= 20 {
+                reused.push(t1 - t0);
+            }
+        }
         let med = |v: &mut Vec<Duration>| {
             v.sort();
             v[v.len() / 2]
         };
         println!(
-            "{file}: median instantiate {:?} + first headers call {:?} = fresh+call {:?}; Session::data() {:?} (n={n}, pooling={})",
+            "{file}: median instantiate {:?} + first headers call {:?} = fresh+call {:?}; Session::data() {:?}, with a reused instance {:?} (n={n}, pooling={})",
             med(&mut inst),
             med(&mut call),
             med(&mut total),
             med(&mut data),
+            med(&mut reused),
             runtime().is_pooling()
         );
     }

@@ -70,9 +70,11 @@ pub type HookResult<T> = Result<T, String>;
 /// then call [`export_plugin!`] once.
 ///
 /// Every hook has a default implementation that returns "no opinion"
-/// (`Continue`). Hooks are associated functions (no `self`): the host creates
-/// a fresh instance of the plugin for each SMTP transaction, so there is no
-/// state to keep between messages except in the [`kv`] store.
+/// (`Continue`). Hooks are associated functions (no `self`): the host gives
+/// each SMTP transaction a fresh instance, or, with `reuse = N` in the
+/// plugin's config entry, an instance that served earlier transactions; keep
+/// state between messages in the [`kv`] store, never a message's data in
+/// statics.
 pub trait Plugin {
     /// Short name, for logs and the score summary header.
     const NAME: &'static str;

@@ -174,7 +174,10 @@ async fn decide(
             let Some(user) = lock.as_ref().map(|l| l.user().to_owned()) else {
                 return Answer::FetchFailed;
             };
-            match shared.store.read(move |db| mailbox::fetch(db, &user, key)).await {
+            // Inline, like SMTP's user look-up: a point read of a message
+            // that is almost always in the page cache costs less than the
+            // hand-off to the blocking pool and back (measured: BENCHMARKS.md).
+            match shared.store.db().and_then(|db| mailbox::fetch(&db, &user, key)) {
                 Ok(Some(bytes)) => Answer::Message(bytes),
                 Ok(None) => Answer::FetchFailed,
                 Err(e) => {

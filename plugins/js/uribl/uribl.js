@@ -29,9 +29,17 @@ function reject(text) {
   return { tag: 'reject', val: { code: 554, enhanced: '5.7.1', text } };
 }
 
+// The parsed config, by its JSON text: with `reuse` one instance serves
+// many transactions, and an instance's config never changes. Nothing of a
+// message is kept here.
+let parsed = null;
+
 function loadConfig() {
+  const raw = config();
+  if (parsed !== null && parsed.raw === raw) return parsed.cfg;
   try {
-    return parseConfig(config());
+    parsed = { raw, cfg: parseConfig(raw) };
+    return parsed.cfg;
   } catch (e) {
     // A hook's `err` must be a string: an Error object would be a trap.
     throw String(e?.message ?? e);

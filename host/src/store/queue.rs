@@ -364,22 +364,27 @@ mod tests {
     fn retry_and_delete() {
         let dir = tempfile::tempdir().unwrap();
         let db = open_database(&dir.path().join("q.redb")).unwrap();
-        let mut rec = record(9, &["x@there.test"]);
-        rec.rcpts[0].next_attempt = 10_000;
-        apply(
-            &db,
-            &[&Write::Enqueue {
-                data: b"x".to_vec(),
-                record: rec,
-            }],
-        )
-        .unwrap();
+        enqueue_due(&db, 9, 10_000);
         assert!(due(&db, 200).unwrap().0.is_empty());
         apply(&db, &[&Write::QueueRetry { id: 9, now: 200 }]).unwrap();
         assert_eq!(due(&db, 200).unwrap().0.len(), 1);
         apply(&db, &[&Write::QueueDelete { id: 9 }]).unwrap();
         assert!(list(&db).unwrap().is_empty());
         assert_eq!(message(&db, 9).unwrap(), None);
+    }
+
+    /// Queues message `id` with one recipient due at `at`.
+    fn enqueue_due(db: &Database, id: u64, at: i64) {
+        let mut rec = record(id, &["x@there.test"]);
+        rec.rcpts[0].next_attempt = at;
+        apply(
+            db,
+            &[&Write::Enqueue {
+                data: b"x".to_vec(),
+                record: rec,
+            }],
+        )
+        .unwrap();
     }
 
     /// Every `queue_due` entry, in order.
@@ -446,16 +451,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.redb");
         let db = open_database(&path).unwrap();
-        let mut rec = record(5, &["x@there.test"]);
-        rec.rcpts[0].next_attempt = 700;
-        apply(
-            &db,
-            &[&Write::Enqueue {
-                data: b"x".to_vec(),
-                record: rec,
-            }],
-        )
-        .unwrap();
+        enqueue_due(&db, 5, 700);
         // What version 1 left: the record, no index entry, version 1.
         let txn = db.begin_write().unwrap();
         txn.open_table(schema::QUEUE_DUE)

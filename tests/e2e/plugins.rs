@@ -288,8 +288,9 @@ fn hot_reload_under_load_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("live.wasm");
     std::fs::copy(plugin("tag-score"), &live).unwrap();
+    // With `reuse`: warm instances of the old file must not outlive the swap.
     let s = Server::start_with(&format!(
-        "[[plugins]]\nname = \"live\"\npath = \"{}\"\n",
+        "[[plugins]]\nname = \"live\"\npath = \"{}\"\nreuse = 1000\n",
         live.display()
     ));
     let addr = s.smtp;

@@ -279,6 +279,8 @@ pub struct Config {
     pub path: Option<PathBuf>,
     /// Where compiled plugins are cached (default `<data_dir>/plugin-cache`).
     pub plugin_cache_dir: PathBuf,
+    /// redb's page cache, bytes (`server.store_cache`, default 256 MiB).
+    pub store_cache: usize,
     /// `[[routes]]`: static next hops, by domain (`*`: the smart host).
     pub routes: Vec<Route>,
     /// `[relay]`: relay networks and gateway domains.
@@ -720,6 +722,13 @@ impl Config {
             Some(d) => base.join(d.trim()),
             None => data_dir.join("plugin-cache"),
         };
+        let store_cache = match &raw.server.store_cache {
+            None => crate::store::DEFAULT_CACHE,
+            Some(v) => parse_size(v).map_err(|e| err("server.store_cache", e))?,
+        };
+        if store_cache < (1 << 20) {
+            return Err(err("server.store_cache", "must be at least 1MiB".into()));
+        }
         let mut submission_senders = Vec::new();
         for (user, list) in raw.submission.iter().flat_map(|s| s.senders.iter()) {
             let user = user.trim().to_lowercase();
@@ -742,6 +751,7 @@ impl Config {
             relay,
             queue,
             plugin_cache_dir,
+            store_cache,
             plugins,
             scores,
             dns,
@@ -1044,10 +1054,20 @@ mod tests {
             ("[limits]\ncommand_timeout = \"0s\"\n", "limits.command_timeout"),
             ("[limits]\nmax_recipients = 0\n", "limits.max_recipients"),
             ("[limits]\nmax_line_length = 100\n", "limits.max_line_length"),
+            ("store_cache = \"64KiB\"\n", "server.store_cache"),
+            ("store_cache = \"lots\"\n", "server.store_cache"),
         ] {
             let e = Config::parse(&format!("{BASE}{extra}"), "f.toml").unwrap_err();
             assert!(e.to_string().contains(key), "{extra}: {e}");
         }
+    }
+
+    #[test]
+    fn store_cache_defaults_and_parses() {
+        let c = Config::parse(BASE, "f.toml").unwrap();
+        assert_eq!(c.store_cache, crate::store::DEFAULT_CACHE);
+        let c = Config::parse(&format!("{BASE}store_cache = \"512MiB\"\n"), "f.toml").unwrap();
+        assert_eq!(c.store_cache, 512 << 20);
     }
 
     #[test]

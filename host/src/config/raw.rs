@@ -112,6 +112,7 @@ pub(super) struct RawServer {
     pub domains: Vec<String>,
     pub shutdown_timeout: Option<DurationValue>,
     pub plugin_cache_dir: Option<String>,
+    pub store_cache: Option<SizeValue>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -95,16 +95,28 @@ impl StoreError {
     }
 }
 
+/// redb's page cache when the config does not say (`server.store_cache`).
+/// redb's own default is 1 GiB, which a server reaches within minutes of
+/// steady mail (a 10-minute soak: RSS kept growing with the file); mail is
+/// written once and read once, so a smaller cache costs little: the B-tree
+/// pages that are read again fit many times over.
+pub const DEFAULT_CACHE: usize = 256 << 20;
+
 /// Opens (creating if needed) the database in `data_dir`, creating every
-/// table and checking the schema version.
+/// table and checking the schema version, with the default cache.
 pub fn open_database(path: &Path) -> Result<Database, StoreError> {
+    open_database_with(path, DEFAULT_CACHE)
+}
+
+/// [`open_database`] with a page cache of `cache` bytes.
+pub fn open_database_with(path: &Path, cache: usize) -> Result<Database, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
             path: dir.display().to_string(),
             source,
         })?;
     }
-    let db = Database::builder().create(path)?;
+    let db = Database::builder().set_cache_size(cache).create(path)?;
     let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(schema::META)?;
@@ -153,10 +165,14 @@ impl Store {
         Self::start_at(db, None)
     }
 
-    /// Like [`Store::start`]; with the file's `path`, the committer can
-    /// reopen the database after an I/O error (a full disk) has poisoned
-    /// the open one, instead of failing every read and write until restart.
-    pub fn start_at(db: Database, path: Option<PathBuf>) -> Result<(Store, committer::Join), StoreError> {
+    /// Like [`Store::start`]; with the file's `path` and its cache size, the
+    /// committer can reopen the database after an I/O error (a full disk)
+    /// has poisoned the open one, instead of failing every read and write
+    /// until restart.
+    pub fn start_at(
+        db: Database,
+        path: Option<(PathBuf, usize)>,
+    ) -> Result<(Store, committer::Join), StoreError> {
         let db = Arc::new(db);
         let high_water = {
             let txn = db.begin_read()?;
@@ -225,7 +241,8 @@ impl Store {
 /// the file is closed and opened again.
 pub struct DbSlot {
     current: arc_swap::ArcSwapOption<Database>,
-    path: Option<PathBuf>,
+    /// The file and its cache size, for a reopen.
+    path: Option<(PathBuf, usize)>,
 }
 
 /// How long a reopen waits for readers to let go of the old database.
@@ -242,7 +259,7 @@ impl DbSlot {
     /// holds no reference to it). Readers see [`StoreError::Closed`] in
     /// between; a failed open is retried by the next call.
     pub fn reopen(&self) -> Result<(), StoreError> {
-        let Some(path) = &self.path else {
+        let Some((path, cache)) = &self.path else {
             return Err(StoreError::Closed);
         };
         if let Some(old) = self.current.swap(None) {
@@ -259,7 +276,7 @@ impl DbSlot {
                 ));
             }
         }
-        let db = Database::builder().create(path)?;
+        let db = Database::builder().set_cache_size(*cache).create(path)?;
         self.current.store(Some(Arc::new(db)));
         tracing::info!(path = %path.display(), "database reopened after an I/O error");
         Ok(())

@@ -113,8 +113,13 @@ async fn handle(shared: &Arc<Shared>, line: &str) -> Value {
     let id = request.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
     let text = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
     if cmd == "kv-get" {
-        // A training run asks this once per token: not worth a log line each.
-        return kv_get(shared, &text("plugin"), &text("key"));
+        // A training run asks this once per shard: not worth a log line
+        // each. A point read: inline, like SMTP's user look-up.
+        return shared
+            .store
+            .db()
+            .and_then(|db| kv_get(&db, &request))
+            .unwrap_or_else(|e| json!({"ok": false, "error": e.to_string()}));
     }
     tracing::info!(cmd, id = %id, address = %text("address"), "admin request");
     let result = match cmd {
@@ -122,14 +127,10 @@ async fn handle(shared: &Arc<Shared>, line: &str) -> Value {
             // argon2 and a write transaction of its own (redb serialises it
             // with the committer's): the blocking pool, not the async threads.
             let (cmd, request) = (cmd.to_owned(), request.clone());
-            match shared
+            shared
                 .store
                 .read(move |db| Ok(user_command(db, &cmd, &request)))
                 .await
-            {
-                Ok(v) => return v,
-                Err(e) => Err(e),
-            }
         }
         "kv-apply" => match kv_writes(&request) {
             Ok(writes) => {
@@ -181,16 +182,12 @@ async fn handle(shared: &Arc<Shared>, line: &str) -> Value {
     result.unwrap_or_else(|e| json!({"ok": false, "error": e.to_string()}))
 }
 
-fn kv_get(shared: &Shared, plugin: &str, key: &str) -> Value {
+/// A `kv-get` request: the live value (bytes) or null.
+fn kv_get(db: &redb::Database, request: &Value) -> Result<Value, StoreError> {
+    let text = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or("");
     let now = crate::clock::unix_secs() as u64;
-    match shared
-        .store
-        .db()
-        .and_then(|db| crate::store::kv::get(&db, plugin, key, now))
-    {
-        Ok(value) => json!({"ok": true, "value": value}),
-        Err(e) => json!({"ok": false, "error": e.to_string()}),
-    }
+    let value = crate::store::kv::get(db, text("plugin"), text("key"), now)?;
+    Ok(json!({"ok": true, "value": value}))
 }
 
 /// A `user-…` request against the database: the server runs it on its
@@ -353,12 +350,7 @@ pub fn offline(db: &redb::Database, request: &Value) -> Result<Value, StoreError
             Ok(json!({"ok": true, "found": outcomes.iter().map(count_found).sum::<usize>()}))
         }
         c if c.starts_with("user-") => Ok(user_command(db, c, request)),
-        "kv-get" => {
-            let text = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or("");
-            let now = crate::clock::unix_secs() as u64;
-            let value = crate::store::kv::get(db, text("plugin"), text("key"), now)?;
-            Ok(json!({"ok": true, "value": value}))
-        }
+        "kv-get" => kv_get(db, request),
         "kv-apply" => match kv_writes(request) {
             Ok(writes) => {
                 apply(db, &writes.iter().collect::<Vec<_>>())?;
@@ -394,11 +386,6 @@ impl Client {
         self.reader.read_line(&mut reply)?;
         serde_json::from_str(&reply).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
-}
-
-/// Sends one request to a running server; `None` when none listens.
-pub fn request(data_dir: &Path, request: &Value) -> Option<std::io::Result<Value>> {
-    Client::connect(data_dir).map(|mut c| c.call(request))
 }
 
 /// Why a request through a [`Channel`] failed.
@@ -449,5 +436,60 @@ impl Channel {
                 source,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `poczta user` and `poczta plugin train` with the server stopped:
+    /// the same requests the socket takes, against the file.
+    #[test]
+    fn offline_user_and_kv_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::open_database(&dir.path().join("db.redb")).unwrap();
+        let call = |r: Value| offline(&db, &r).unwrap();
+
+        let r = call(json!({"cmd": "user-add", "address": "Ann@Example.Test", "password": "pw"}));
+        assert_eq!(r, json!({"ok": true, "address": "ann@example.test"}));
+        let r = call(json!({"cmd": "user-add", "address": "ann@example.test", "password": "pw"}));
+        assert_eq!(
+            (r["ok"].as_bool(), r["usage"].as_bool()),
+            (Some(false), Some(false))
+        );
+        let r = call(json!({"cmd": "user-add", "address": "no-at-sign", "password": "pw"}));
+        assert_eq!(r["usage"], true, "a malformed address is a usage error: {r}");
+        assert_eq!(
+            call(json!({"cmd": "user-list"}))["users"],
+            json!(["ann@example.test"])
+        );
+
+        let r = call(json!({"cmd": "kv-apply", "writes": [
+            {"plugin": "p", "key": "a", "value": [49, 50], "expires": 0},
+            {"plugin": "p", "key": "b", "value": [1]},
+        ]}));
+        assert_eq!(r, json!({"ok": true, "written": 2}));
+        assert_eq!(
+            call(json!({"cmd": "kv-get", "plugin": "p", "key": "a"}))["value"],
+            json!([49, 50])
+        );
+        call(json!({"cmd": "kv-apply", "writes": [{"plugin": "p", "key": "a", "value": null}]}));
+        assert_eq!(
+            call(json!({"cmd": "kv-get", "plugin": "p", "key": "a"}))["value"],
+            Value::Null
+        );
+        assert_eq!(
+            call(json!({"cmd": "kv-get", "plugin": "p", "key": "b"}))["value"],
+            json!([1])
+        );
+        let r = call(json!({"cmd": "kv-apply", "writes": [{"key": "no plugin"}]}));
+        assert_eq!(r["ok"], false, "{r}");
+
+        assert_eq!(
+            call(json!({"cmd": "user-del", "address": "ann@example.test"}))["ok"],
+            true
+        );
+        assert_eq!(call(json!({"cmd": "user-list"}))["users"], json!([]));
     }
 }

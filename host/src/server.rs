@@ -54,10 +54,13 @@ pub enum ServerError {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let config = Arc::new(config);
     let (db_path, cache) = (config.database_path(), config.store_cache);
-    let db = tokio::task::spawn_blocking(move || store::open_database_with(&db_path, cache))
-        .await
-        .map_err(|_| StoreError::Closed)??;
-    let (store, committer) = Store::start_at(db, Some((config.database_path(), config.store_cache)))?;
+    let db = {
+        let db_path = db_path.clone();
+        tokio::task::spawn_blocking(move || store::open_database_with(&db_path, cache))
+            .await
+            .map_err(|_| StoreError::Closed)??
+    };
+    let (store, committer) = Store::start_at(db, Some((db_path, cache)))?;
 
     let resolver = Arc::new(crate::dns::Resolver::new(&crate::dns::ResolverConfig {
         nameservers: config.dns.nameservers.clone(),

@@ -183,7 +183,7 @@ impl<'txn> QueueTables<'txn> {
         if record.has_pending() {
             self.put(record, Some(&old))?;
         } else {
-            self.remove(t, record.id)?;
+            self.drop_record(t, &old)?;
         }
         Ok(true)
     }
@@ -193,12 +193,17 @@ impl<'txn> QueueTables<'txn> {
         let Some(old) = self.stored(id)? else {
             return Ok(false);
         };
-        self.queue.remove(id)?;
-        if let Some(due) = old.next_due() {
-            self.due.remove((due, id))?;
-        }
-        t.unref(id)?;
+        self.drop_record(t, &old)?;
         Ok(true)
+    }
+
+    /// Removes the stored record `old`, its due entry and its reference.
+    fn drop_record(&mut self, t: &mut Tables<'_>, old: &QueueRecord) -> Result<(), StoreError> {
+        self.queue.remove(old.id)?;
+        if let Some(due) = old.next_due() {
+            self.due.remove((due, old.id))?;
+        }
+        t.unref(old.id)
     }
 
     /// Makes every pending recipient of `id` due at `now`; false if absent.

@@ -53,6 +53,7 @@ pub mod bindings {
 }
 
 use bindings::poczta::plugin as wit;
+use std::rc::Rc;
 
 pub use wit::host::Level;
 pub use wit::message::Message;
@@ -249,6 +250,55 @@ pub fn config<T: serde::de::DeserializeOwned>() -> Result<T, String> {
     parse_config(&config_json())
 }
 
+/// State derived from the config (and assets), built once per instance.
+///
+/// With `reuse = N` in its `[[plugins]]` entry an instance serves up to N
+/// transactions, so what a hook derives from its config — the parsed config
+/// itself, a compiled pattern set, a signature database read from assets —
+/// can be built on the first call and kept. `build` gets the config JSON and
+/// runs again only if that text changes (it does not while an instance lives:
+/// a reload makes new instances; the check just keeps this honest). One slot
+/// per type `S`; an error is returned and not cached, so a broken config
+/// fails every call the way an uncached parse would.
+///
+/// ```ignore
+/// let state = poczta_plugin::per_instance(|json| State::build(json))?;
+/// ```
+pub fn per_instance<S: 'static>(build: impl FnOnce(&str) -> Result<S, String>) -> Result<Rc<S>, String> {
+    let json = config_json();
+    per_config_text(&json, build)
+}
+
+/// [`per_instance`] with the config text given (what it does once the text
+/// is read; public for unit tests, where there is no host).
+pub fn per_config_text<S: 'static>(
+    json: &str,
+    build: impl FnOnce(&str) -> Result<S, String>,
+) -> Result<Rc<S>, String> {
+    use std::any::{Any, TypeId};
+    use std::cell::RefCell;
+    type Slots = Vec<(TypeId, String, Rc<dyn Any>)>;
+    thread_local! {
+        static SLOTS: RefCell<Slots> = const { RefCell::new(Vec::new()) };
+    }
+    let id = TypeId::of::<S>();
+    let hit = SLOTS.with_borrow(|slots| {
+        slots
+            .iter()
+            .find(|(t, text, _)| *t == id && text == json)
+            .map(|(_, _, s)| Rc::clone(s))
+    });
+    if let Some(state) = hit.and_then(|s| s.downcast::<S>().ok()) {
+        return Ok(state);
+    }
+    let state = Rc::new(build(json)?);
+    SLOTS.with_borrow_mut(|slots| {
+        slots.retain(|(t, _, _)| *t != id);
+        slots.push((id, json.to_owned(), Rc::clone(&state) as Rc<dyn Any>));
+    });
+    Ok(state)
+}
+
 /// Parses a config JSON text as [`config`] does (for unit tests of a plugin's config type).
 pub fn parse_config<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, String> {
     let json = if json.trim().is_empty() { "{}" } else { json };
@@ -433,6 +483,26 @@ mod tests {
         const NAME: &'static str = "p";
         const VERSION: &'static str = "1";
         const HOOKS: &'static [Hook] = &[Hook::Headers, Hook::Rcpt, Hook::Headers];
+    }
+
+    #[test]
+    fn per_instance_state_is_built_once_per_config_text() {
+        use std::cell::Cell;
+        let builds = Cell::new(0);
+        let build = |json: &str| {
+            builds.set(builds.get() + 1);
+            if json == "bad" { Err("bad config".to_string()) } else { Ok(json.len()) }
+        };
+        assert_eq!(*per_config_text("{}", build).unwrap(), 2);
+        assert_eq!(*per_config_text("{}", build).unwrap(), 2);
+        assert_eq!(builds.get(), 1);
+        // Another text rebuilds; a failed build is not cached.
+        assert_eq!(*per_config_text("{\"a\":1}", build).unwrap(), 7);
+        assert!(per_config_text("bad", build).is_err());
+        assert!(per_config_text("bad", build).is_err());
+        assert_eq!(builds.get(), 4);
+        // Slots are per type.
+        assert_eq!(*per_config_text("{}", |_| Ok::<_, String>("s")).unwrap(), "s");
     }
 
     #[test]

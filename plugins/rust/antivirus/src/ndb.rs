@@ -9,8 +9,18 @@
 //! this plugin does not normalise. Signatures using anything else
 //! (`EP+n`, `Sx`, min/max engine fields do not matter) are refused at load
 //! with a reason, so an admin sees which lines are not active.
+//!
+//! Matching is a backtracking walk from each possible start, which costs
+//! work at every offset of the object. Most signatures cannot match most
+//! objects, so each carries, from load time, the longest run of fixed bytes
+//! any match must contain; when that literal is not in the part of the
+//! object a match could cover, the walk is skipped. The literal is only a
+//! necessary condition: when it is present the walk decides, exactly as
+//! without it.
 
 use std::fmt;
+
+use memchr::{memchr, memchr2, memchr3, memmem};
 
 /// Why a line is not a usable signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +77,19 @@ impl Token {
     }
 }
 
+/// A byte string every match of a signature contains, with its searcher
+/// built once (a signature is tried against every scanned object).
+#[derive(Debug, Clone)]
+struct Literal(memmem::Finder<'static>);
+
+impl PartialEq for Literal {
+    fn eq(&self, other: &Literal) -> bool {
+        self.0.needle() == other.0.needle()
+    }
+}
+
+impl Eq for Literal {}
+
 /// A compiled body signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodySig {
@@ -77,6 +100,14 @@ pub struct BodySig {
     /// Where the match starts.
     pub offset: Offset,
     tokens: Vec<Token>,
+    /// The longest run of fixed bytes in the pattern (none when every fixed
+    /// byte sits in an alternative of several).
+    literal: Option<Literal>,
+    /// The most bytes a match spans; none with an unbounded gap.
+    max_len: Option<usize>,
+    /// The distinct first bytes of the alternatives when the pattern starts
+    /// with an alternative, so starts that begin none of them are skipped.
+    lead: Vec<u8>,
 }
 
 /// Backtracking steps allowed per signature per object: a pathological
@@ -103,12 +134,45 @@ impl BodySig {
         };
         let offset = parse_offset(fields[2].trim())?;
         let tokens = compile(fields[3].trim())?;
+        let literal = longest_fixed_run(&tokens).map(|l| Literal(memmem::Finder::new(&l).into_owned()));
+        let max_len = tokens.iter().try_fold(0usize, |n, t| match t {
+            Token::Gap { max, .. } => n.checked_add((*max)?),
+            t => n.checked_add(t.width()),
+        });
+        let mut lead: Vec<u8> = match tokens.first() {
+            Some(Token::Alt(alts)) => alts.iter().map(|a| a[0]).collect(),
+            _ => Vec::new(),
+        };
+        lead.sort_unstable();
+        lead.dedup();
         Ok(BodySig {
             name: name.to_string(),
             target,
             offset,
             tokens,
+            literal,
+            max_len,
+            lead,
         })
+    }
+
+    /// The literal the prefilter looks for, if the signature has one.
+    pub fn literal(&self) -> Option<&[u8]> {
+        self.literal.as_ref().map(|l| l.0.needle())
+    }
+
+    /// Whether a match starting in `first..=last` is possible at all: the
+    /// literal must occur where such a match could reach.
+    fn may_match(&self, data: &[u8], first: usize, last: usize) -> bool {
+        let Some(literal) = &self.literal else {
+            return true;
+        };
+        let end = match self.max_len {
+            Some(n) => last.saturating_add(n).min(data.len()),
+            None => data.len(),
+        };
+        data.get(first..end)
+            .is_some_and(|region| literal.0.find(region).is_some())
     }
 
     /// Whether the signature matches `data` (of object type `kind`).
@@ -124,16 +188,39 @@ impl BodySig {
                 None => return false,
             },
         };
-        let mut budget = STEP_BUDGET;
         let last = last.min(data.len());
+        if !self.may_match(data, first, last) {
+            return false;
+        }
+        let mut budget = STEP_BUDGET;
         let mut start = first;
         while start <= last {
             // Cheap skip to the next place the first byte can match.
             if let Some(Token::Byte { value, mask: 0xff }) = self.tokens.first() {
-                match data[start..].iter().position(|b| b == value) {
+                match memchr(*value, &data[start..]) {
                     Some(p) if start + p <= last => start += p,
                     _ => return false,
                 }
+            }
+            // The same for a leading alternative. `match_at` would spend one
+            // step on each skipped start, so they are charged to the budget:
+            // a pathological signature gives up exactly where it did before.
+            if !self.lead.is_empty() {
+                let rest = &data[start..];
+                let next = match *self.lead.as_slice() {
+                    [a] => memchr(a, rest),
+                    [a, b] => memchr2(a, b, rest),
+                    [a, b, c] => memchr3(a, b, c, rest),
+                    _ => Some(0),
+                };
+                let Some(p) = next.filter(|p| start + p <= last) else {
+                    return false;
+                };
+                if p as u64 >= budget {
+                    return false;
+                }
+                budget -= p as u64;
+                start += p;
             }
             if match_at(&self.tokens, data, start, &mut budget) {
                 return true;
@@ -287,6 +374,24 @@ fn compile(hex: &str) -> Result<Vec<Token>, NdbError> {
     Ok(tokens)
 }
 
+/// The longest run of bytes every match has in a row: exact bytes, and
+/// alternatives of one choice.
+fn longest_fixed_run(tokens: &[Token]) -> Option<Vec<u8>> {
+    let mut best: Vec<u8> = Vec::new();
+    let mut run: Vec<u8> = Vec::new();
+    for t in tokens {
+        match t {
+            Token::Byte { value, mask: 0xff } => run.push(*value),
+            Token::Alt(alts) if alts.len() == 1 => run.extend(&alts[0]),
+            _ => run.clear(),
+        }
+        if run.len() > best.len() {
+            best.clone_from(&run);
+        }
+    }
+    (!best.is_empty()).then_some(best)
+}
+
 /// Whether `tokens` match `data` starting exactly at `pos`.
 fn match_at(tokens: &[Token], data: &[u8], mut pos: usize, budget: &mut u64) -> bool {
     for (k, t) in tokens.iter().enumerate() {
@@ -422,6 +527,139 @@ mod tests {
         }
         // Extra fields (min/max engine level) are accepted and ignored.
         assert!(BodySig::parse("N:0:*:41424344:73:255").is_ok());
+    }
+
+    /// The matcher as it was before the prefilter and the leading-
+    /// alternative skip: the optimised one must agree with it everywhere,
+    /// budget exhaustion included.
+    fn reference_matches(s: &BodySig, data: &[u8], kind: Target) -> bool {
+        if s.target != Target::Any && s.target != kind {
+            return false;
+        }
+        let (first, last) = match s.offset {
+            Offset::Any => (0, data.len()),
+            Offset::At { start, shift } => (start, start.saturating_add(shift)),
+            Offset::FromEnd(n) => match data.len().checked_sub(n) {
+                Some(x) => (x, x),
+                None => return false,
+            },
+        };
+        let mut budget = STEP_BUDGET;
+        let last = last.min(data.len());
+        let mut start = first;
+        while start <= last {
+            if let Some(Token::Byte { value, mask: 0xff }) = s.tokens.first() {
+                match data[start..].iter().position(|b| b == value) {
+                    Some(p) if start + p <= last => start += p,
+                    _ => return false,
+                }
+            }
+            if match_at(&s.tokens, data, start, &mut budget) {
+                return true;
+            }
+            if budget == 0 {
+                return false;
+            }
+            start += 1;
+        }
+        false
+    }
+
+    #[test]
+    fn literals_are_the_longest_fixed_runs() {
+        assert_eq!(sig("A:0:*:6162??636465").literal(), Some(&b"cde"[..]));
+        assert_eq!(sig("A:0:*:61(62)63*6465").literal(), Some(&b"abc"[..]));
+        assert_eq!(sig("A:0:*:(6162|6364)(6566|6768)").literal(), None);
+        assert_eq!(sig("A:0:*:6?62{2}63").literal(), Some(&b"b"[..]));
+        let s = sig("Example.Script.DownloadCradle:0:*:(4945|6965)(58|78){1-64}446f776e6c6f6164537472696e67");
+        assert_eq!(s.literal(), Some(&b"DownloadString"[..]));
+        assert_eq!(
+            (s.max_len, s.lead.as_slice()),
+            (Some(2 + 1 + 64 + 14), &b"Ii"[..])
+        );
+        assert_eq!(sig("A:0:*:6162*6364").max_len, None);
+    }
+
+    #[test]
+    fn prefilter_and_skips_never_change_results() {
+        let sigs = [
+            "Plain:0:*:616263",
+            "Nibble:0:*:6?6263",
+            "Alt:0:*:(6162|6263|6361)64",
+            "Alt4:0:*:(61|62|63|64)6161",
+            "Alt1:0:*:(61)(62|63)6364",
+            "Gaps:0:*:(6162|6261){1-3}63??64",
+            "Star:0:*:61*6263*64",
+            "Open:0:*:6162{2-}6364",
+            "Upto:0:*:63{-4}(6161|6262)",
+            "At:0:3,5:(6162|6361)63",
+            "AtStar:0:2:61*6364",
+            "Eof:0:EOF-4:6162??",
+            "Eof2:0:EOF-3:(61|62)6263",
+            "Pe:1:*:616263",
+            "Cradle:0:*:(4945|6965)(58|78){1-64}446f776e6c6f6164537472696e67",
+        ];
+        let sigs: Vec<BodySig> = sigs.iter().map(|s| sig(s)).collect();
+        // A tiny alphabet, so that partial and full matches are common.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut hits = 0;
+        for round in 0..4000 {
+            let len = (next() % 40) as usize;
+            let data: Vec<u8> = (0..len).map(|_| b"abcd"[(next() % 4) as usize]).collect();
+            let mut data = data;
+            if round % 50 == 0 {
+                data.extend(b"..IeX then DownloadString");
+            }
+            for s in &sigs {
+                for kind in [Target::Any, Target::Pe] {
+                    let want = reference_matches(s, &data, kind);
+                    hits += usize::from(want);
+                    assert_eq!(
+                        s.matches(&data, kind),
+                        want,
+                        "{} on {:?}",
+                        s.name,
+                        String::from_utf8_lossy(&data)
+                    );
+                }
+            }
+        }
+        assert!(hits > 1000, "the inputs exercise matches too ({hits})");
+    }
+
+    #[test]
+    fn skips_charge_the_budget_as_the_walk_did() {
+        // A leading alternative, far apart, then a pattern that exhausts the
+        // budget: the skipped starts must cost what failed starts cost.
+        let s = sig("P:0:*:(61|7a)*61*61*61*61*62");
+        for gap in [0, 10, 1_000, 50_000] {
+            let mut data = vec![b'.'; gap];
+            data.extend(vec![b'a'; 300]);
+            data.push(b'b');
+            assert_eq!(
+                s.matches(&data, Target::Any),
+                reference_matches(&s, &data, Target::Any),
+                "{gap}"
+            );
+        }
+        // Skips and failed starts add up across the object.
+        let s = sig("Q:0:*:(61|7a)62");
+        let mut data = [vec![b'.'; 1000], b"a".to_vec()].concat().repeat(2100);
+        data.extend(b"ab");
+        assert!(
+            !reference_matches(&s, &data, Target::Any),
+            "out of budget before the match"
+        );
+        assert!(!s.matches(&data, Target::Any));
+        data.drain(..200 * 1001);
+        assert!(reference_matches(&s, &data, Target::Any), "within budget");
+        assert!(s.matches(&data, Target::Any));
     }
 
     #[test]

@@ -6,14 +6,16 @@
 //! text of a message — the sniffed type (PE/ELF/Mach-O executables, shebang
 //! scripts), then the members of a zip (their names, encryption, content).
 
+use memchr::memmem;
+
 use crate::ndb::Target;
 use crate::sigs::SigDb;
 use crate::zip::{self, ExtractError};
 
 /// The EICAR test string, split so this source file is not itself "infected"
 /// for a scanner that looks at the repository.
-const EICAR_HEAD: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$";
-const EICAR_TAIL: &[u8] = b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+pub(crate) const EICAR_HEAD: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$";
+pub(crate) const EICAR_TAIL: &[u8] = b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 /// ClamAV's name for it.
 pub const EICAR_NAME: &str = "Eicar-Test-Signature";
 
@@ -119,24 +121,15 @@ pub struct Finding {
 
 /// Whether `hay` contains `needle`.
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+    !needle.is_empty() && memmem::find(hay, needle).is_some()
 }
 
 /// Whether `data` holds the EICAR test string (anywhere: in a text part it
 /// is usually surrounded by other text).
 pub fn has_eicar(data: &[u8]) -> bool {
-    let mut from = 0;
-    while let Some(p) = data[from..]
-        .windows(EICAR_HEAD.len())
-        .position(|w| w == EICAR_HEAD)
-    {
-        let rest = &data[from + p + EICAR_HEAD.len()..];
-        if rest.starts_with(EICAR_TAIL) {
-            return true;
-        }
-        from += p + 1;
-    }
-    false
+    // Non-overlapping occurrences are all of them: the head has no prefix
+    // that is also its suffix, so two copies cannot overlap.
+    memmem::find_iter(data, EICAR_HEAD).any(|p| data[p + EICAR_HEAD.len()..].starts_with(EICAR_TAIL))
 }
 
 /// What an object's first bytes say it is.

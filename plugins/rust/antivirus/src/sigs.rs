@@ -99,12 +99,13 @@ impl SigDb {
     /// computed only for algorithms that have a signature of this size.
     pub fn scan(&self, data: &[u8], kind: Target) -> Option<String> {
         let size = data.len() as u64;
-        let mut digests: HashMap<Algo, Vec<u8>> = HashMap::new();
+        // Indexed by `Algo as usize`: each digest is computed at most once.
+        let mut digests: [Option<Vec<u8>>; 3] = [None, None, None];
         for ((algo, sz), table) in &self.hashes {
             if sz.is_some_and(|s| s != size) {
                 continue;
             }
-            let d = digests.entry(*algo).or_insert_with(|| match algo {
+            let d = digests[*algo as usize].get_or_insert_with(|| match algo {
                 Algo::Md5 => Md5::digest(data).to_vec(),
                 Algo::Sha1 => Sha1::digest(data).to_vec(),
                 Algo::Sha256 => Sha256::digest(data).to_vec(),

@@ -11,6 +11,8 @@
 //! Nothing here trusts the archive: every offset and length is checked, and
 //! inflating stops at a caller-given limit (zip bombs).
 
+use std::borrow::Cow;
+
 /// The local file header signature `PK\x03\x04`.
 pub const LOCAL_SIG: &[u8; 4] = b"PK\x03\x04";
 const CENTRAL_SIG: &[u8; 4] = b"PK\x01\x02";
@@ -81,7 +83,7 @@ pub fn entries(data: &[u8]) -> Vec<Entry<'_>> {
 fn find_eocd(data: &[u8]) -> Option<usize> {
     let min = data.len().saturating_sub(EOCD_LEN + u16::MAX as usize);
     let last = data.len().checked_sub(EOCD_LEN)?;
-    (min..=last).rev().find(|&i| data[i..].starts_with(EOCD_SIG))
+    memchr::memmem::rfind(&data[min..last + EOCD_SIG.len()], EOCD_SIG).map(|p| min + p)
 }
 
 /// Where an entry's data starts, from its local header at `off`, and the
@@ -168,21 +170,22 @@ fn local_entries(data: &[u8]) -> Vec<Entry<'_>> {
     out
 }
 
-impl Entry<'_> {
-    /// The entry's content, inflated up to `limit` bytes.
-    pub fn extract(&self, limit: usize) -> Result<Vec<u8>, ExtractError> {
+impl<'a> Entry<'a> {
+    /// The entry's content, inflated up to `limit` bytes; a stored entry is
+    /// borrowed from the archive rather than copied.
+    pub fn extract(&self, limit: usize) -> Result<Cow<'a, [u8]>, ExtractError> {
         if self.encrypted {
             return Err(ExtractError::Encrypted);
         }
         match self.method {
             0 if self.data.len() > limit => Err(ExtractError::TooLarge),
-            0 => Ok(self.data.to_vec()),
-            8 => miniz_oxide::inflate::decompress_to_vec_with_limit(self.data, limit).map_err(|e| {
-                match e.status {
+            0 => Ok(Cow::Borrowed(self.data)),
+            8 => miniz_oxide::inflate::decompress_to_vec_with_limit(self.data, limit)
+                .map(Cow::Owned)
+                .map_err(|e| match e.status {
                     miniz_oxide::inflate::TINFLStatus::HasMoreOutput => ExtractError::TooLarge,
                     _ => ExtractError::Corrupt,
-                }
-            }),
+                }),
             m => Err(ExtractError::Method(m)),
         }
     }
@@ -248,7 +251,7 @@ pub(crate) mod tests {
         let e = entries(&z);
         assert_eq!(e.len(), 2);
         assert_eq!((e[0].name.as_str(), e[0].method), ("a.txt", 0));
-        assert_eq!(e[0].extract(1 << 20).unwrap(), b"plain");
+        assert_eq!(*e[0].extract(1 << 20).unwrap(), *b"plain");
         assert_eq!((e[1].name.as_str(), e[1].method), ("b/c.txt", 8));
         assert!(e[1].data.len() < text.len(), "really deflated");
         assert_eq!(e[1].extract(1 << 20).unwrap(), text);
@@ -276,7 +279,7 @@ pub(crate) mod tests {
             e.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
             ["one.txt", "two.exe"]
         );
-        assert_eq!(e[1].extract(100).unwrap(), b"22");
+        assert_eq!(*e[1].extract(100).unwrap(), *b"22");
     }
 
     #[test]

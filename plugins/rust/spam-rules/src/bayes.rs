@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::mail::{self, MailView};
+use crate::mail::{self, MailView, Piece, Words};
 
 /// Number of shards.
 pub const SHARDS: u64 = 32;
@@ -103,15 +103,33 @@ pub fn train(shards: &mut BTreeMap<u64, Shard>, hashes: &BTreeSet<u64>, spam: bo
 }
 
 fn push_words(out: &mut BTreeSet<String>, prefix: &str, text: &str) {
-    for w in text
-        .split(|c: char| !(c.is_alphanumeric() || c == '$' || c == '\''))
-        .map(|w| w.trim_matches('\''))
-        .filter(|w| (3..=20).contains(&w.chars().count()))
-    {
+    // Most words of a long body repeat. A word met before (as it is
+    // written) was inserted already, so it is skipped before lower-casing
+    // and the set look-up; the cache forgets words on collisions, which
+    // only costs a look-up. After the cap nothing is inserted either way.
+    let mut seen: [&str; 256] = [""; 256];
+    let mut token = String::with_capacity(prefix.len() + 32);
+    for (w, ascii) in Words::new(text, &mail::TOKEN_WORD) {
+        let w = w.trim_matches('\'');
+        let chars = if ascii { w.len() } else { w.chars().count() };
+        if !(3..=20).contains(&chars) {
+            continue;
+        }
+        let b = w.as_bytes();
+        let slot = (usize::from(b[0]) ^ usize::from(b[b.len() - 1]).wrapping_mul(7) ^ (b.len() * 37)) & 255;
+        if seen[slot] == w {
+            continue;
+        }
         if out.len() >= MAX_TOKENS {
             return;
         }
-        out.insert(format!("{prefix}{}", w.to_lowercase()));
+        token.clear();
+        token.push_str(prefix);
+        mail::push_lower(&mut token, w, ascii);
+        if !out.contains(token.as_str()) {
+            out.insert(token.clone());
+        }
+        seen[slot] = w;
     }
 }
 
@@ -120,6 +138,11 @@ fn push_words(out: &mut BTreeSet<String>, prefix: &str, text: &str) {
 /// header tokens (From domain, Reply-To domain, mail program, top-level
 /// content type, the presence of HTML).
 pub fn tokenize(m: &MailView) -> BTreeSet<String> {
+    tokenize_on(m, &mail::body_pieces(&m.parts))
+}
+
+/// [`tokenize`] with the message's [`mail::body_pieces`] already made.
+pub fn tokenize_on(m: &MailView, pieces: &[Piece]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     if let Some(from) = m.from.as_deref().or(m.first("from")) {
         let mb = mail::parse_mailbox(from);
@@ -146,19 +169,21 @@ pub fn tokenize(m: &MailView) -> BTreeSet<String> {
     if let Some(s) = m.subject.as_deref().or(m.first("subject")) {
         push_words(&mut out, "s:", s);
     }
-    for p in m.parts.iter().filter(|p| !p.is_attachment) {
-        let Some(t) = &p.text else { continue };
-        let links = if p.content_type == "text/html" {
-            mail::html_links(t)
-        } else {
-            mail::text_links(t)
+    for p in pieces {
+        let links = match p.html {
+            Some(html) => mail::html_links(html),
+            None => mail::text_links(&p.text),
         };
         for l in links {
             out.insert(format!("url:{}", mail::org_domain(&l.host)));
             out.insert(format!("url:{}", l.host));
         }
     }
-    push_words(&mut out, "", &m.body_text());
+    // The body text is the pieces each followed by a line break, which
+    // ends a word: reading them one by one gives the same words.
+    for p in pieces {
+        push_words(&mut out, "", &p.text);
+    }
     out
 }
 

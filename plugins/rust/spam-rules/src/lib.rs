@@ -15,6 +15,9 @@ pub mod mail;
 pub mod mime;
 pub mod rules;
 
+#[cfg(test)]
+mod reference;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use poczta_plugin::{Envelope, Hook, HookResult, HostError, Message, Plugin, Verdict, assets, kv};
@@ -200,22 +203,102 @@ pub fn bayes_symbol(cfg: &Config, p: f64, nspam: u64, nham: u64) -> Option<Symbo
     (w != 0.0).then(|| (symbol, w, format!("Bayes spam probability {:.1}%", p * 100.0)))
 }
 
-// ---------------------------------------------------------------- host glue
-
-fn config() -> HookResult<Config> {
-    let cfg: Config = poczta_plugin::config()?;
-    cfg.validate()?;
-    Ok(cfg)
+/// What an instance derives from its config once: the validated config,
+/// the rule tunables and the compiled phrase list.
+pub struct State {
+    /// The config.
+    pub cfg: Config,
+    /// `cfg.limits()`.
+    pub limits: rules::Limits,
+    /// `cfg.training()`.
+    pub training: Option<bool>,
+    /// The phrase list: the config's, then the asset's or the built-in one.
+    pub phrases: Vec<String>,
+    /// `phrases` compiled.
+    pub matcher: rules::PhraseMatcher,
 }
 
-fn view(env: &Envelope, msg: &Message, with_raw: bool) -> MailView {
+impl State {
+    /// Parses and validates a config text.
+    pub fn config(json: &str) -> Result<Config, String> {
+        let cfg: Config = poczta_plugin::parse_config(json)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The state for a validated config and its phrase list.
+    pub fn new(cfg: Config, phrases: Vec<String>) -> Result<State, String> {
+        Ok(State {
+            limits: cfg.limits(),
+            training: cfg.training()?,
+            matcher: rules::PhraseMatcher::new(&phrases),
+            phrases,
+            cfg,
+        })
+    }
+
+    /// The phrase list entries found in the Subject and the body pieces,
+    /// read as `Subject \n body_text` (see [`mail::MailView::body_text`]).
+    pub fn phrase_hits(&self, subject: &str, pieces: &[mail::Piece]) -> Vec<&str> {
+        let texts = std::iter::once(subject).chain(pieces.iter().map(|p| &*p.text));
+        self.matcher
+            .find(texts)
+            .into_iter()
+            .map(|i| self.phrases[i].as_str())
+            .collect()
+    }
+
+    /// What the `body` hook adds when not training, but Bayes, which needs
+    /// the kv store.
+    pub fn body_symbols(&self, m: &MailView, pieces: &[mail::Piece]) -> Vec<Symbol> {
+        let mut symbols = weigh(&self.cfg, rules::body_rules_on(m, pieces, &self.limits));
+        let subject = m.subject.as_deref().unwrap_or("");
+        symbols.extend(phrase_symbol(&self.cfg, &self.phrase_hits(subject, pieces)));
+        symbols
+    }
+}
+
+// ---------------------------------------------------------------- host glue
+
+/// The instance's [`State`]: built on its first hook call (the asset is
+/// read then), kept while the instance serves transactions.
+fn state() -> HookResult<std::rc::Rc<State>> {
+    poczta_plugin::per_instance(|json| {
+        let cfg = State::config(json)?;
+        let list = phrases(&cfg);
+        State::new(cfg, list)
+    })
+}
+
+/// The header fields, decoded Subject and From: all the header rules read.
+fn header_view(env: &Envelope, msg: &Message) -> MailView {
+    let mut m = MailView {
+        subject: msg.subject(),
+        listener: env.connection.listener.clone(),
+        now: poczta_plugin::now(),
+        ..MailView::default()
+    };
+    (m.headers, m.from) = header_fields(msg);
+    m
+}
+
+/// Every header field and the decoded From, for [`MailView::headers`] and
+/// [`MailView::from`].
+fn header_fields(msg: &Message) -> (Vec<(String, String)>, Option<String>) {
+    let headers = msg.headers().into_iter().map(|h| (h.name, h.value)).collect();
+    (headers, msg.header_decoded("from"))
+}
+
+/// The parts and the Subject: what the phrases and Bayes read. Left out:
+/// the raw message, which only the body rules read (the `body` hook adds
+/// it when it scores); the header fields ([`header_fields`] adds them for
+/// Bayes, which reads a few); the texts of attachments, which nothing reads.
+fn body_view(env: &Envelope, msg: &Message) -> MailView {
     let parts = msg
         .parts()
         .into_iter()
         .map(|p| Part {
-            text: p
-                .content_type
-                .starts_with("text/")
+            text: (p.content_type.starts_with("text/") && !p.is_attachment)
                 .then(|| msg.part_text(p.index))
                 .flatten(),
             content_type: p.content_type,
@@ -223,13 +306,11 @@ fn view(env: &Envelope, msg: &Message, with_raw: bool) -> MailView {
         })
         .collect();
     MailView {
-        headers: msg.headers().into_iter().map(|h| (h.name, h.value)).collect(),
         subject: msg.subject(),
-        from: msg.header_decoded("from"),
         parts,
-        raw: if with_raw { msg.raw(0, 1 << 20) } else { Vec::new() },
         listener: env.connection.listener.clone(),
         now: poczta_plugin::now(),
+        ..MailView::default()
     }
 }
 
@@ -274,8 +355,8 @@ fn load_shards(hashes: &BTreeSet<u64>) -> Result<BTreeMap<u64, bayes::Shard>, Ho
     Ok(shards)
 }
 
-fn train(m: &MailView, spam: bool) -> Result<(), HostError> {
-    let hashes = bayes::hashes(&bayes::tokenize(m));
+fn train(m: &MailView, pieces: &[mail::Piece], spam: bool) -> Result<(), HostError> {
+    let hashes = bayes::hashes(&bayes::tokenize_on(m, pieces));
     let mut shards = load_shards(&hashes)?;
     bayes::train(&mut shards, &hashes, spam);
     for (i, shard) in &shards {
@@ -285,12 +366,19 @@ fn train(m: &MailView, spam: bool) -> Result<(), HostError> {
     Ok(())
 }
 
-fn classify(cfg: &Config, m: &MailView) -> Result<Option<Symbol>, HostError> {
+/// The message counts Bayes was trained on, if they are enough to score.
+fn trained_counts(cfg: &Config) -> Result<Option<(u64, u64)>, HostError> {
     let (nspam, nham) = (counter(bayes::KEY_NSPAM)?, counter(bayes::KEY_NHAM)?);
-    if nspam < cfg.bayes.min_spam || nham < cfg.bayes.min_ham {
-        return Ok(None);
-    }
-    let hashes = bayes::hashes(&bayes::tokenize(m));
+    Ok((nspam >= cfg.bayes.min_spam && nham >= cfg.bayes.min_ham).then_some((nspam, nham)))
+}
+
+fn classify(
+    cfg: &Config,
+    m: &MailView,
+    pieces: &[mail::Piece],
+    (nspam, nham): (u64, u64),
+) -> Result<Option<Symbol>, HostError> {
+    let hashes = bayes::hashes(&bayes::tokenize_on(m, pieces));
     let shards = load_shards(&hashes)?;
     let p = bayes::classify(&shards, &hashes, nspam, nham, cfg.bayes.max_tokens);
     poczta_plugin::debug(format!("bayes: p={p:.4} ({nspam} spam, {nham} ham trained)"));
@@ -305,31 +393,37 @@ impl Plugin for SpamRules {
     const HOOKS: &'static [Hook] = &[Hook::Headers, Hook::Body];
 
     fn headers(env: Envelope, msg: &Message) -> HookResult<Verdict> {
-        let cfg = config()?;
-        if cfg.training()?.is_some() {
+        let st = state()?;
+        if st.training.is_some() {
             return Ok(Verdict::Continue);
         }
-        let m = view(&env, msg, false);
-        add(weigh(&cfg, rules::header_rules(&m, &cfg.limits())));
+        let m = header_view(&env, msg);
+        add(weigh(&st.cfg, rules::header_rules(&m, &st.limits)));
         Ok(Verdict::Continue)
     }
 
     fn body(env: Envelope, msg: &Message) -> HookResult<Verdict> {
-        let cfg = config()?;
-        let m = view(&env, msg, true);
-        if let Some(spam) = cfg.training()? {
+        let st = state()?;
+        let mut m = body_view(&env, msg);
+        // Borrows only `m.parts`, so the header fields can be filled later.
+        let pieces = mail::body_pieces(&m.parts);
+        if let Some(spam) = st.training {
+            (m.headers, m.from) = header_fields(msg);
             // A failed write must fail the training run, not pass silently.
-            train(&m, spam).map_err(|e| format!("bayes training: {}", e.text()))?;
+            train(&m, &pieces, spam).map_err(|e| format!("bayes training: {}", e.text()))?;
             return Ok(Verdict::Continue);
         }
-        add(weigh(&cfg, rules::body_rules(&m, &cfg.limits())));
-        let text = format!("{}\n{}", m.subject.as_deref().unwrap_or(""), m.body_text());
-        let list = phrases(&cfg);
-        add(phrase_symbol(&cfg, &rules::phrase_hits(&text, &list))
-            .into_iter()
-            .collect());
-        if cfg.bayes.enabled {
-            match classify(&cfg, &m) {
+        m.raw = msg.raw(0, 1 << 20);
+        add(st.body_symbols(&m, &pieces));
+        if st.cfg.bayes.enabled {
+            let scored = match trained_counts(&st.cfg) {
+                Ok(Some(counts)) => {
+                    (m.headers, m.from) = header_fields(msg);
+                    classify(&st.cfg, &m, &pieces, counts)
+                }
+                other => other.map(|_| None),
+            };
+            match scored {
                 Ok(s) => add(s.into_iter().collect()),
                 // Without the kv grant (or with a slow store) the rules
                 // still score; Bayes just abstains.
@@ -401,5 +495,157 @@ mod tests {
         assert!((bayes_symbol(&c, 0.96, 5, 5).unwrap().1 - 2.8).abs() < 1e-9);
         assert_eq!(bayes_symbol(&c, 0.001, 5, 5).unwrap().0, "BAYES_HAM");
         assert_eq!(bayes_symbol(&c, 0.5, 5, 5), None);
+    }
+
+    /// A benchmark-like message: ordinary headers and a plain-text body of
+    /// about `size` bytes in 78-character CRLF lines, every 16th starting
+    /// with '.'.
+    pub(crate) fn bench_message(size: usize) -> Vec<u8> {
+        let mut raw = String::from(
+            "From: Alice Example <alice@example.org>\r\nTo: bob@example.net\r\nSubject: Quarterly report\r\nDate: Sun, 15 Jun 2025 13:59:00 +0000\r\nMessage-ID: <bench.1@example.org>\r\n\r\n",
+        );
+        let source =
+            "The quick brown fox jumps over the lazy dog. 0123456789 PACK MY BOX WITH FIVE DOZEN JUGS! ";
+        let mut stream = source.chars().cycle();
+        let mut line_no = 0;
+        while raw.len() < size {
+            let mut line: String = (&mut stream).take(78).collect();
+            if line_no % 16 == 15 {
+                line.replace_range(0..1, ".");
+            }
+            raw.push_str(&line);
+            raw.push_str("\r\n");
+            line_no += 1;
+        }
+        raw.into_bytes()
+    }
+
+    /// The state the hooks build natively: the config text and the
+    /// built-in phrases (there is no asset host).
+    pub(crate) fn test_state(json: &str) -> std::rc::Rc<State> {
+        poczta_plugin::per_config_text(json, |json| {
+            let cfg = State::config(json)?;
+            let mut list = cfg.phrases.clone();
+            list.extend(rules::parse_phrases(BUILTIN_PHRASES));
+            State::new(cfg, list)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn state_is_built_once_and_scores_like_the_old_body_hook() {
+        let json = r#"{"phrases": ["quarterly report"], "weights": {"FORBIDDEN_PHRASE": 1.5}}"#;
+        let st = test_state(json);
+        assert!(std::rc::Rc::ptr_eq(&st, &test_state(json)), "cached per instance");
+        assert!(
+            !std::rc::Rc::ptr_eq(&st, &test_state("{}")),
+            "another config text rebuilds"
+        );
+        let raw = bench_message(4 << 10);
+        let m = mail::MailView::from_raw(&raw, "smtp", 1_750_000_000);
+        let got = st.body_symbols(&m, &mail::body_pieces(&m.parts));
+        // The old hook: rules, then the phrases over "Subject\nbody".
+        let mut want = weigh(&st.cfg, reference::body_rules(&m, &st.limits));
+        let text = format!(
+            "{}\n{}",
+            m.subject.as_deref().unwrap_or(""),
+            reference::body_text(&m)
+        );
+        want.extend(phrase_symbol(
+            &st.cfg,
+            &reference::phrase_hits(&text, &st.phrases),
+        ));
+        assert_eq!(got, want);
+        assert_eq!(
+            got,
+            [(
+                "FORBIDDEN_PHRASE",
+                1.5,
+                "forbidden phrases: quarterly report".to_string()
+            )]
+        );
+        let bad: Result<std::rc::Rc<State>, String> =
+            poczta_plugin::per_config_text(r#"{"nope": 1}"#, |json| State::new(State::config(json)?, vec![]));
+        assert!(bad.is_err());
+    }
+
+    /// Per-message cost of what the hooks compute (no host calls), natively,
+    /// the old code (`reference`) next to the new.
+    /// `cargo test --release -p spam-rules -- --ignored --nocapture measure`
+    #[test]
+    #[ignore]
+    fn measure_rule_cost() {
+        use std::time::Instant;
+        const N: u32 = 200;
+        let json = r#"{"phrases": ["quarterly bonus"]}"#;
+        for size in [2 << 10, 100 << 10] {
+            let raw = bench_message(size);
+            let m = mail::MailView::from_raw(&raw, "smtp", 1_750_000_000);
+            let time = |what: &str, f: &mut dyn FnMut()| {
+                f();
+                let t = Instant::now();
+                for _ in 0..N {
+                    f();
+                }
+                let us = t.elapsed().as_secs_f64() * 1e6 / f64::from(N);
+                eprintln!("{:>4} KiB  {what:<40} {us:>9.1} µs", size >> 10);
+            };
+            time("old headers hook", &mut || {
+                let cfg = State::config(json).unwrap();
+                std::hint::black_box(weigh(&cfg, rules::header_rules(&m, &cfg.limits())));
+            });
+            time("new headers hook", &mut || {
+                let st = test_state(json);
+                std::hint::black_box(weigh(&st.cfg, rules::header_rules(&m, &st.limits)));
+            });
+            time("old body hook (untrained Bayes)", &mut || {
+                let cfg = State::config(json).unwrap();
+                std::hint::black_box(weigh(&cfg, reference::body_rules(&m, &cfg.limits())));
+                let text = format!(
+                    "{}\n{}",
+                    m.subject.as_deref().unwrap_or(""),
+                    reference::body_text(&m)
+                );
+                let mut list = cfg.phrases.clone();
+                list.extend(rules::parse_phrases(BUILTIN_PHRASES));
+                std::hint::black_box(phrase_symbol(&cfg, &reference::phrase_hits(&text, &list)));
+            });
+            time("new body hook (untrained Bayes)", &mut || {
+                let st = test_state(json);
+                std::hint::black_box(st.body_symbols(&m, &mail::body_pieces(&m.parts)));
+            });
+            let st = test_state(json);
+            let pieces = mail::body_pieces(&m.parts);
+            time("  old body_rules", &mut || {
+                std::hint::black_box(reference::body_rules(&m, &st.limits));
+            });
+            time("  new body_rules", &mut || {
+                std::hint::black_box(rules::body_rules_on(&m, &pieces, &st.limits));
+            });
+            time("  old phrases (list parsed, text joined)", &mut || {
+                let text = format!(
+                    "{}\n{}",
+                    m.subject.as_deref().unwrap_or(""),
+                    reference::body_text(&m)
+                );
+                let list = rules::parse_phrases(BUILTIN_PHRASES);
+                std::hint::black_box(reference::phrase_hits(&text, &list));
+            });
+            time("  new phrases", &mut || {
+                std::hint::black_box(st.phrase_hits(m.subject.as_deref().unwrap_or(""), &pieces));
+            });
+            time("  old word_text", &mut || {
+                std::hint::black_box(reference::word_text(&pieces[0].text));
+            });
+            time("  new word_text", &mut || {
+                std::hint::black_box(rules::word_text(&pieces[0].text));
+            });
+            time("old bayes tokenize + hashes", &mut || {
+                std::hint::black_box(bayes::hashes(&reference::tokenize(&m)));
+            });
+            time("new bayes tokenize + hashes", &mut || {
+                std::hint::black_box(bayes::hashes(&bayes::tokenize_on(&m, &pieces)));
+            });
+        }
     }
 }

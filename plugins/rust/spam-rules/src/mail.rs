@@ -2,6 +2,8 @@
 //! resource, or from raw bytes in native tests) and the text helpers the
 //! rules share: addresses, domains, dates, URLs and HTML.
 
+use std::borrow::Cow;
+
 use crate::mime;
 
 /// One MIME leaf as the rules see it.
@@ -79,15 +81,11 @@ impl MailView {
     }
 
     /// The text of the non-attachment text parts: plain as it is, HTML with
-    /// its tags removed.
+    /// its tags removed, each followed by a line break.
     pub fn body_text(&self) -> String {
         let mut out = String::new();
-        for p in self.parts.iter().filter(|p| !p.is_attachment) {
-            match (&p.text, p.content_type.as_str()) {
-                (Some(t), "text/html") => out.push_str(&strip_tags(t)),
-                (Some(t), _) => out.push_str(t),
-                _ => continue,
-            }
+        for p in body_pieces(&self.parts) {
+            out.push_str(&p.text);
             out.push('\n');
         }
         out
@@ -99,6 +97,164 @@ impl MailView {
             .iter()
             .filter(|p| !p.is_attachment && p.content_type == "text/html")
             .filter_map(|p| p.text.as_deref())
+    }
+}
+
+/// A non-attachment text part as the body rules read it.
+#[derive(Debug, Clone)]
+pub struct Piece<'a> {
+    /// The HTML source, for an HTML part.
+    pub html: Option<&'a str>,
+    /// The text: a plain part as it is, an HTML part without its tags.
+    pub text: Cow<'a, str>,
+}
+
+/// The non-attachment text parts, HTML ones stripped of tags. Built once
+/// per message so that the rules, the phrases and Bayes share one
+/// [`strip_tags`] per HTML part. Takes the parts, not the view, so that the
+/// other fields of a view can still be filled while the pieces live.
+pub fn body_pieces(parts: &[Part]) -> Vec<Piece<'_>> {
+    parts
+        .iter()
+        .filter(|p| !p.is_attachment)
+        .filter_map(|p| {
+            let t = p.text.as_deref()?;
+            Some(if p.content_type == "text/html" {
+                Piece {
+                    html: Some(t),
+                    text: Cow::Owned(strip_tags(t)),
+                }
+            } else {
+                Piece {
+                    html: None,
+                    text: Cow::Borrowed(t),
+                }
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- words
+
+/// A byte class table for [`Words`]: `WORD` for the ASCII bytes that
+/// belong to a word (letters, digits and `extra`), `WIDE` for the bytes
+/// of other chars, 0 for ASCII separators.
+const fn word_table(extra: &[u8]) -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = if b >= 0x80 {
+            WIDE
+        } else if (b as u8).is_ascii_alphanumeric() {
+            WORD
+        } else {
+            0
+        };
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = WORD;
+        i += 1;
+    }
+    t
+}
+
+const WORD: u8 = 1;
+const WIDE: u8 = 2;
+
+/// Word characters of the forbidden phrases: alphanumerics, `$`, `%`, `'`.
+pub const PHRASE_WORD: [u8; 256] = word_table(b"$%'");
+/// Word characters of the Bayes tokens: alphanumerics, `$`, `'`.
+pub const TOKEN_WORD: [u8; 256] = word_table(b"$'");
+
+/// The maximal runs of word characters of a text (ASCII ones per a table,
+/// others when alphanumeric), each with whether it is all ASCII: what
+/// `text.split(|c| !is_word(c)).filter(|w| !w.is_empty())` gives, without
+/// decoding ASCII bytes as chars.
+pub struct Words<'a> {
+    text: &'a str,
+    pos: usize,
+    table: &'static [u8; 256],
+}
+
+impl<'a> Words<'a> {
+    /// The words of `text` by `table` (e.g. [`PHRASE_WORD`]).
+    pub fn new(text: &'a str, table: &'static [u8; 256]) -> Self {
+        Words { text, pos: 0, table }
+    }
+
+    /// Whether the (non-ASCII) char at byte `i` is a word char, and its length.
+    fn wide(&self, i: usize) -> (bool, usize) {
+        let c = self.text[i..].chars().next().unwrap_or(' ');
+        (c.is_alphanumeric(), c.len_utf8())
+    }
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = (&'a str, bool);
+
+    // Inlined: called once a word, for a few bytes of work.
+    #[inline(always)]
+    fn next(&mut self) -> Option<(&'a str, bool)> {
+        let b = self.text.as_bytes();
+        let table = self.table;
+        // ASCII runs cost one table look-up a byte; a non-ASCII byte stops
+        // the run and its char is decoded.
+        let mut i = self.pos;
+        loop {
+            i += b[i..]
+                .iter()
+                .position(|&c| table[c as usize] != 0)
+                .unwrap_or(b.len() - i);
+            if i >= b.len() {
+                self.pos = i;
+                return None;
+            }
+            if b[i] < 0x80 {
+                break;
+            }
+            let (word, n) = self.wide(i);
+            if word {
+                break;
+            }
+            i += n;
+        }
+        let start = i;
+        let mut ascii = true;
+        loop {
+            i += b[i..]
+                .iter()
+                .position(|&c| table[c as usize] != WORD)
+                .unwrap_or(b.len() - i);
+            if i >= b.len() || b[i] < 0x80 {
+                break;
+            }
+            let (word, n) = self.wide(i);
+            if !word {
+                break;
+            }
+            ascii = false;
+            i += n;
+        }
+        self.pos = i;
+        Some((&self.text[start..i], ascii))
+    }
+}
+
+/// Appends `w` lower-cased as `str::to_lowercase` does, without an
+/// allocation unless `w` has a capital sigma.
+pub fn push_lower(out: &mut String, w: &str, ascii: bool) {
+    if ascii {
+        let from = out.len();
+        out.push_str(w);
+        out[from..].make_ascii_lowercase();
+    } else if w.contains('Σ') {
+        // The one mapping that depends on the neighbours (final ς):
+        // `str::to_lowercase` knows it, `char::to_lowercase` does not.
+        out.push_str(&w.to_lowercase());
+    } else {
+        out.extend(w.chars().flat_map(char::to_lowercase));
     }
 }
 
@@ -318,14 +474,42 @@ pub fn url_host(url: &str) -> Option<String> {
     (!host.is_empty()).then_some(host)
 }
 
-/// URLs in plain text (`http://`, `https://`, `www.`).
+/// What ends a word that may be a URL.
+fn is_link_sep(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\'' | '(' | ')' | '[' | ']')
+}
+
+/// URLs in plain text (`http://`, `https://`, `www.`): the words (split at
+/// white space and `<>"'()[]`) that start so, case-insensitively.
+///
+/// Only the places where `://` or `.` occurs can start such a word, so the
+/// text is searched for those instead of lower-casing every word. ASCII
+/// case folding is exact here: no other char lower-cases to any of
+/// `htps:/w.` (see the test `unicode_lowercase_into_ascii`).
 pub fn text_links(text: &str) -> Vec<Link> {
-    text.split(|c: char| c.is_whitespace() || "<>\"'()[]".contains(c))
-        .filter(|w| {
-            let l = w.to_lowercase();
-            l.starts_with("http://") || l.starts_with("https://") || l.starts_with("www.")
+    let b = text.as_bytes();
+    let mut starts: Vec<usize> = Vec::new();
+    for p in memchr::memmem::find_iter(b, b"://") {
+        if p >= 5 && b[p - 5..p].eq_ignore_ascii_case(b"https") {
+            starts.push(p - 5);
+        } else if p >= 4 && b[p - 4..p].eq_ignore_ascii_case(b"http") {
+            starts.push(p - 4);
+        }
+    }
+    for q in memchr::memchr_iter(b'.', b) {
+        if q >= 3 && b[q - 3..q].eq_ignore_ascii_case(b"www") {
+            starts.push(q - 3);
+        }
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    starts
+        .into_iter()
+        .filter(|&s| text[..s].chars().next_back().is_none_or(is_link_sep))
+        .filter_map(|s| {
+            let end = text[s..].find(is_link_sep).map_or(text.len(), |e| s + e);
+            url_host(&text[s..end])
         })
-        .filter_map(url_host)
         .map(|host| Link { host, text: None })
         .collect()
 }
@@ -386,36 +570,104 @@ fn attr(tag: &str, name: &str) -> Option<String> {
 /// HTML without tags, `<style>`/`<script>` content and comments, with the
 /// common entities decoded.
 pub fn strip_tags(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    // ASCII lower-casing keeps byte offsets equal to the original's.
-    let lower = html.to_ascii_lowercase();
+    let b = html.as_bytes();
+    let len = b.len();
+    let mut out = String::with_capacity(len);
     let mut i = 0;
-    while i < html.len() {
-        let next = lower[i..].find('<').map(|e| i + e).unwrap_or(html.len());
+    while i < len {
+        let next = memchr::memchr(b'<', &b[i..]).map_or(len, |e| i + e);
         out.push_str(&html[i..next]);
         i = next;
-        if i >= html.len() {
+        if i >= len {
             break;
         }
-        let skip_to = [("<style", "</style"), ("<script", "</script"), ("<!--", "-->")]
-            .iter()
-            .find(|(open, _)| lower[i..].starts_with(open))
-            .map(|(_, close)| lower[i..].find(close).map(|e| i + e).unwrap_or(html.len()));
+        let skip_to = [
+            (&b"<style"[..], &b"</style"[..]),
+            (b"<script", b"</script"),
+            (b"<!--", b"-->"),
+        ]
+        .iter()
+        .find(|(open, _)| starts_with_ci(&b[i..], open))
+        .map(|(_, close)| find_ci(&b[i..], close).map_or(len, |e| i + e));
         if let Some(at) = skip_to {
             i = at;
-            if lower[i..].starts_with("-->") {
+            if b[i..].starts_with(b"-->") {
                 i += 3;
                 continue;
             }
         }
-        i = lower[i..].find('>').map(|e| i + e + 1).unwrap_or(html.len());
+        i = memchr::memchr(b'>', &b[i..]).map_or(len, |e| i + e + 1);
         out.push(' ');
     }
-    out.replace("&nbsp;", " ")
-        .replace("&amp;", "&")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
+    if out.contains('&') {
+        decode_entities(&out)
+    } else {
+        out
+    }
+}
+
+fn starts_with_ci(hay: &[u8], lower: &[u8]) -> bool {
+    hay.len() >= lower.len() && hay[..lower.len()].eq_ignore_ascii_case(lower)
+}
+
+/// The first place of an ASCII-lower-case needle in `hay`, ignoring ASCII
+/// case (what `to_ascii_lowercase` and `find` give, without the copy).
+fn find_ci(hay: &[u8], lower: &[u8]) -> Option<usize> {
+    let (&first, rest) = lower.split_first()?;
+    let mut from = 0;
+    while let Some(i) = memchr::memchr2(first, first.to_ascii_uppercase(), &hay[from..]) {
+        let at = from + i;
+        if starts_with_ci(&hay[at + 1..], rest) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// `&nbsp;`, `&amp;`, `&lt;`, `&gt;` and `&quot;` decoded in one pass, with
+/// the result of replacing them one after the other in that order: the `&`
+/// of an `&amp;` starts the `&lt;`, `&gt;` or `&quot;` that follows it, but
+/// nothing else.
+fn decode_entities(s: &str) -> String {
+    const LATER: [(&str, char); 3] = [("lt;", '<'), ("gt;", '>'), ("quot;", '"')];
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let entity = [
+            ("&nbsp;", ' '),
+            ("&amp;", '&'),
+            ("&lt;", '<'),
+            ("&gt;", '>'),
+            ("&quot;", '"'),
+        ]
+        .into_iter()
+        .find(|(e, _)| rest.starts_with(e));
+        match entity {
+            Some(("&amp;", _)) => {
+                rest = &rest[5..];
+                match LATER.into_iter().find(|(e, _)| rest.starts_with(e)) {
+                    Some((e, c)) => {
+                        out.push(c);
+                        rest = &rest[e.len()..];
+                    }
+                    None => out.push('&'),
+                }
+            }
+            Some((e, c)) => {
+                out.push(c);
+                rest = &rest[e.len()..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Whether a host is an IP literal (dotted IPv4, an IPv6 literal, or the

@@ -48,7 +48,7 @@ pub fn split_header(raw: &[u8]) -> (Vec<(String, String)>, &[u8]) {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 /// The first value of `name` (case-insensitive).
@@ -69,16 +69,61 @@ pub fn param(value: &str, name: &str) -> Option<String> {
     })
 }
 
+/// A MIME leaf before transfer decoding, borrowing the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawLeaf<'a> {
+    /// Lower-cased `type/subtype` (`text/plain` when absent).
+    pub content_type: String,
+    /// Lower-cased `Content-Transfer-Encoding` (`7bit` when absent).
+    pub encoding: String,
+    /// Whether Content-Disposition says attachment or a file name is given.
+    pub is_attachment: bool,
+    /// The body as it is in the message.
+    pub body: &'a [u8],
+}
+
+impl RawLeaf<'_> {
+    /// The body, transfer-decoded.
+    pub fn decode(&self) -> Vec<u8> {
+        match self.encoding.as_str() {
+            "base64" => base64_decode(self.body),
+            "quoted-printable" => qp_decode(self.body),
+            _ => self.body.to_vec(),
+        }
+    }
+}
+
 /// The leaves of the MIME tree of a whole message, depth first.
 pub fn leaves(raw: &[u8]) -> Vec<Leaf> {
     let mut out = Vec::new();
-    walk(raw, 0, &mut out);
+    walk_leaves(raw, |l| {
+        out.push(Leaf {
+            body: l.decode(),
+            content_type: l.content_type,
+            encoding: l.encoding,
+            is_attachment: l.is_attachment,
+        });
+        true
+    });
     out
 }
 
-fn walk(entity: &[u8], depth: usize, out: &mut Vec<Leaf>) {
-    if out.len() >= MAX_LEAVES {
-        return;
+/// Calls `visit` with each leaf, depth first, undecoded (a rule that
+/// looks at one kind of part decodes only those), until it returns false.
+pub fn walk_leaves<'a>(raw: &'a [u8], mut visit: impl FnMut(RawLeaf<'a>) -> bool) {
+    let mut count = 0;
+    walk(raw, 0, &mut count, &mut visit);
+}
+
+/// Returns false once the walk is to stop.
+fn walk<'a>(
+    entity: &'a [u8],
+    depth: usize,
+    count: &mut usize,
+    visit: &mut impl FnMut(RawLeaf<'a>) -> bool,
+) -> bool {
+    if *count >= MAX_LEAVES {
+        return false;
     }
     let (fields, body) = split_header(entity);
     let ct_value = field(&fields, "content-type").unwrap_or("text/plain");
@@ -86,9 +131,11 @@ fn walk(entity: &[u8], depth: usize, out: &mut Vec<Leaf>) {
     if content_type.starts_with("multipart/") && depth < MAX_DEPTH {
         if let Some(boundary) = param(ct_value, "boundary").filter(|b| !b.is_empty()) {
             for part in split_multipart(body, &boundary) {
-                walk(part, depth + 1, out);
+                if !walk(part, depth + 1, count, visit) {
+                    return false;
+                }
             }
-            return;
+            return true;
         }
     }
     let encoding = field(&fields, "content-transfer-encoding")
@@ -99,12 +146,8 @@ fn walk(entity: &[u8], depth: usize, out: &mut Vec<Leaf>) {
     let is_attachment = disposition.trim().to_lowercase().starts_with("attachment")
         || param(disposition, "filename").is_some()
         || param(ct_value, "name").is_some();
-    let body = match encoding.as_str() {
-        "base64" => base64_decode(body),
-        "quoted-printable" => qp_decode(body),
-        _ => body.to_vec(),
-    };
-    out.push(Leaf {
+    *count += 1;
+    visit(RawLeaf {
         content_type: if content_type.is_empty() {
             "text/plain".into()
         } else {
@@ -113,7 +156,7 @@ fn walk(entity: &[u8], depth: usize, out: &mut Vec<Leaf>) {
         encoding,
         is_attachment,
         body,
-    });
+    })
 }
 
 /// The parts between `--boundary` lines (preamble and epilogue dropped).
@@ -123,9 +166,7 @@ fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Vec<&'a [u8]> {
     let mut start: Option<usize> = None;
     let mut pos = 0;
     while pos < body.len() {
-        let end = body[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
+        let end = memchr::memchr(b'\n', &body[pos..])
             .map(|i| pos + i + 1)
             .unwrap_or(body.len());
         let line = &body[pos..end];

@@ -2,9 +2,9 @@
 //! fires. Weights are not decided here (see [`crate::Weights`]), so every
 //! rule is a pure function tested on its own.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::mail::{self, MailView};
+use crate::mail::{self, MailView, Piece, Words};
 use crate::mime;
 
 /// A rule that fired: its symbol and why.
@@ -192,6 +192,11 @@ fn received_rules(m: &MailView, hits: &mut Vec<Hit>) {
 
 /// The body rules (the forbidden phrases are separate: [`phrase_hits`]).
 pub fn body_rules(m: &MailView, limits: &Limits) -> Vec<Hit> {
+    body_rules_on(m, &mail::body_pieces(&m.parts), limits)
+}
+
+/// [`body_rules`] with the message's [`mail::body_pieces`] already made.
+pub fn body_rules_on(m: &MailView, pieces: &[Piece], limits: &Limits) -> Vec<Hit> {
     let mut hits = Vec::new();
     let leaves: Vec<_> = m.parts.iter().filter(|p| !p.is_attachment).collect();
     let has_html = leaves.iter().any(|p| p.content_type == "text/html");
@@ -202,7 +207,7 @@ pub fn body_rules(m: &MailView, limits: &Limits) -> Vec<Hit> {
     if let Some(how) = m.html_parts().find_map(hidden_text) {
         hits.push(hit("HTML_HIDDEN_TEXT", format!("HTML hides text ({how})")));
     }
-    url_rules(m, limits, &mut hits);
+    url_rules(pieces, limits, &mut hits);
     if base64_text_without_reason(&m.raw) {
         hits.push(hit(
             "TEXT_B64_NO_REASON",
@@ -212,16 +217,29 @@ pub fn body_rules(m: &MailView, limits: &Limits) -> Vec<Hit> {
     hits
 }
 
+/// An HTML source lower-cased, without white space and quotes, so that
+/// `style="display: none"` and `style=display:none` read the same.
+fn squeeze(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    for c in html.chars() {
+        if c.is_ascii() {
+            if !(c.is_ascii_whitespace() || c == '\x0b' || c == '"' || c == '\'') {
+                out.push(c.to_ascii_lowercase());
+            }
+        } else {
+            // Per char rather than `str::to_lowercase`: they differ only in
+            // the final sigma, which no pattern below contains.
+            out.extend(c.to_lowercase().filter(|l| !l.is_whitespace()));
+        }
+    }
+    out
+}
+
 /// How an HTML part hides text, if it does: `display:none`,
 /// `visibility:hidden`, a zero or one pixel font, or white text on a page
 /// that sets no dark background.
 pub fn hidden_text(html: &str) -> Option<&'static str> {
-    let squeezed: String = html
-        .to_lowercase()
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    let squeezed = squeezed.replace(['"', '\''], "");
+    let squeezed = squeeze(html);
     if squeezed.contains("display:none") {
         return Some("display:none");
     }
@@ -279,16 +297,13 @@ pub fn hidden_text(html: &str) -> Option<&'static str> {
     None
 }
 
-fn url_rules(m: &MailView, limits: &Limits, hits: &mut Vec<Hit>) {
+fn url_rules(pieces: &[Piece], limits: &Limits, hits: &mut Vec<Hit>) {
     let mut links = Vec::new();
-    for p in m.parts.iter().filter(|p| !p.is_attachment) {
-        let Some(t) = &p.text else { continue };
-        if p.content_type == "text/html" {
-            links.extend(mail::html_links(t));
-            links.extend(mail::text_links(&mail::strip_tags(t)));
-        } else {
-            links.extend(mail::text_links(t));
+    for p in pieces {
+        if let Some(html) = p.html {
+            links.extend(mail::html_links(html));
         }
+        links.extend(mail::text_links(&p.text));
     }
     let hosts: BTreeSet<&str> = links.iter().map(|l| l.host.as_str()).collect();
     if hosts.len() > limits.many_urls {
@@ -325,42 +340,241 @@ fn url_rules(m: &MailView, limits: &Limits, hits: &mut Vec<Hit>) {
 /// Whether a text/plain part is base64-encoded although its content is
 /// short-lined 7-bit text, which a mail program would send as it is.
 pub fn base64_text_without_reason(raw: &[u8]) -> bool {
-    mime::leaves(raw).iter().any(|l| {
-        l.content_type == "text/plain"
-            && !l.is_attachment
-            && l.encoding == "base64"
-            && !l.body.is_empty()
-            && l.body
-                .iter()
-                .all(|&b| b == b'\t' || b == b'\r' || b == b'\n' || (32..127).contains(&b))
-            && l.body.split(|&b| b == b'\n').all(|line| line.len() <= 998)
-    })
+    // The encoding is a header value equal to "base64" after lower-casing,
+    // so without those six bytes (ignoring ASCII case; no other char
+    // lower-cases to them) in the message no part is base64: skip the
+    // MIME walk, which copies every body.
+    let named =
+        memchr::memmem::find_iter(raw, b"64").any(|i| i >= 4 && raw[i - 4..i].eq_ignore_ascii_case(b"base"));
+    if !named {
+        return false;
+    }
+    let mut found = false;
+    mime::walk_leaves(raw, |l| {
+        found = l.content_type == "text/plain" && !l.is_attachment && l.encoding == "base64" && {
+            let body = l.decode();
+            !body.is_empty()
+                && body
+                    .iter()
+                    .all(|&b| b == b'\t' || b == b'\r' || b == b'\n' || (32..127).contains(&b))
+                && body.split(|&b| b == b'\n').all(|line| line.len() <= 998)
+        };
+        !found
+    });
+    found
 }
 
 /// Lower-case words separated by single spaces, with a space at each end,
 /// so a phrase matches on word boundaries with `contains(" phrase ")`.
 pub fn word_text(text: &str) -> String {
-    let mut out = String::from(" ");
-    for w in text
-        .split(|c: char| !(c.is_alphanumeric() || c == '$' || c == '%' || c == '\''))
-        .filter(|w| !w.is_empty())
-    {
-        out.push_str(&w.to_lowercase());
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(' ');
+    for (w, ascii) in Words::new(text, &mail::PHRASE_WORD) {
+        mail::push_lower(&mut out, w, ascii);
         out.push(' ');
     }
     out
 }
 
+/// The bucket of a lower-cased word among `1 << bits`: cheap enough for
+/// every word of a body (first and last byte, length, one multiplication),
+/// and few body words share one with a phrase word.
+#[inline]
+fn bucket(first: u8, last: u8, len: usize, bits: u32) -> usize {
+    let key = u32::from(first) | u32::from(last) << 8 | (len.min(0xffff) as u32) << 16;
+    (key.wrapping_mul(0x9e37_79b1) >> (32 - bits)) as usize
+}
+
+/// A phrase list compiled for [`PhraseMatcher::find`]: what [`phrase_hits`]
+/// reports, in one pass over the text however long the list.
+///
+/// A phrase matches where its words ([`word_text`]'s: lower-cased, split at
+/// what is not a word char) are consecutive words of the text. So each
+/// text word is looked up among the phrases' words (a bucket by first and
+/// last byte and length, then a comparison), and the ids of those words
+/// drive an Aho-Corasick automaton whose patterns are the phrases as word
+/// id sequences. A word that is in no phrase sends it back to the root.
+/// Nothing of the text is copied, and ASCII words are compared as they are.
+#[derive(Debug, Clone)]
+pub struct PhraseMatcher {
+    /// The distinct words of the phrases, lower-cased, by id.
+    vocab: Vec<Box<str>>,
+    /// Word ids by bucket: bucket `b` holds `ids[starts[b]..starts[b + 1]]`.
+    starts: Vec<u32>,
+    ids: Vec<u32>,
+    /// `starts.len() == (1 << bits) + 1`.
+    bits: u32,
+    /// Per automaton state (0 is the root): the (word id, state) edges of
+    /// the trie, sorted, and the failure link.
+    edges: Vec<Vec<(u32, u32)>>,
+    fail: Vec<u32>,
+    /// Per state: the list entries that end there, also through `fail`.
+    ends: Vec<Vec<u32>>,
+    /// The number of list entries.
+    entries: usize,
+}
+
+impl PhraseMatcher {
+    /// Compiles a phrase list. An entry with at most one byte of word in it
+    /// (`"a"`, `"!!"`) never matches, as before.
+    pub fn new<S: AsRef<str>>(phrases: &[S]) -> PhraseMatcher {
+        let mut words: BTreeMap<String, u32> = BTreeMap::new();
+        let mut vocab: Vec<Box<str>> = Vec::new();
+        let mut edges: Vec<Vec<(u32, u32)>> = vec![Vec::new()];
+        let mut ends: Vec<Vec<u32>> = vec![Vec::new()];
+        for (entry, p) in phrases.iter().enumerate() {
+            let norm = word_text(p.as_ref());
+            let norm = norm.trim_matches(' ');
+            if norm.len() <= 1 {
+                continue;
+            }
+            let mut state = 0usize;
+            for w in norm.split(' ') {
+                let id = *words.entry(w.to_owned()).or_insert_with(|| {
+                    vocab.push(w.into());
+                    vocab.len() as u32 - 1
+                });
+                state = match edges[state].binary_search_by_key(&id, |e| e.0) {
+                    Ok(k) => edges[state][k].1 as usize,
+                    Err(k) => {
+                        let new = edges.len();
+                        edges[state].insert(k, (id, new as u32));
+                        edges.push(Vec::new());
+                        ends.push(Vec::new());
+                        new
+                    }
+                };
+            }
+            ends[state].push(entry as u32);
+        }
+        // Failure links, breadth first, so a state's link is done before
+        // its children's.
+        let mut fail = vec![0u32; edges.len()];
+        let mut queue: std::collections::VecDeque<usize> =
+            edges[0].iter().map(|&(_, s)| s as usize).collect();
+        while let Some(s) = queue.pop_front() {
+            for &(id, child) in &edges[s].clone() {
+                let mut f = fail[s] as usize;
+                let target = loop {
+                    if let Some(t) = Self::edge(&edges, f, id) {
+                        break t;
+                    }
+                    if f == 0 {
+                        break 0;
+                    }
+                    f = fail[f] as usize;
+                };
+                let child = child as usize;
+                fail[child] = target as u32;
+                let inherited = ends[target].clone();
+                ends[child].extend(inherited);
+                queue.push_back(child);
+            }
+        }
+        // Mostly empty buckets: most body words are rejected by one load.
+        let bits = (vocab.len() * 8).next_power_of_two().max(1024).trailing_zeros();
+        let key = |w: &str| {
+            let b = w.as_bytes();
+            bucket(b[0], b[b.len() - 1], b.len(), bits)
+        };
+        let mut starts = vec![0u32; (1 << bits) + 1];
+        for w in &vocab {
+            starts[key(w) + 1] += 1;
+        }
+        for b in 0..1 << bits {
+            starts[b + 1] += starts[b];
+        }
+        let mut fill = starts.clone();
+        let mut ids = vec![0u32; vocab.len()];
+        for (id, w) in vocab.iter().enumerate() {
+            let b = key(w);
+            ids[fill[b] as usize] = id as u32;
+            fill[b] += 1;
+        }
+        PhraseMatcher {
+            vocab,
+            starts,
+            ids,
+            bits,
+            edges,
+            fail,
+            ends,
+            entries: phrases.len(),
+        }
+    }
+
+    fn edge(edges: &[Vec<(u32, u32)>], state: usize, id: u32) -> Option<usize> {
+        let e = &edges[state];
+        e.binary_search_by_key(&id, |e| e.0).ok().map(|k| e[k].1 as usize)
+    }
+
+    /// The id of a text word (as [`mail::Words`] gives it) if a phrase has
+    /// it; `scratch` holds the lower-cased form of a non-ASCII word.
+    #[inline(always)]
+    fn word_id(&self, w: &str, ascii: bool, scratch: &mut String) -> Option<u32> {
+        if ascii {
+            let b = w.as_bytes();
+            let (first, last) = (b[0].to_ascii_lowercase(), b[b.len() - 1].to_ascii_lowercase());
+            let k = bucket(first, last, b.len(), self.bits);
+            let (lo, hi) = (self.starts[k] as usize, self.starts[k + 1] as usize);
+            // The vocabulary is lower-cased already.
+            self.ids[lo..hi]
+                .iter()
+                .copied()
+                .find(|&id| self.vocab[id as usize].eq_ignore_ascii_case(w))
+        } else {
+            scratch.clear();
+            mail::push_lower(scratch, w, false);
+            let b = scratch.as_bytes();
+            let k = bucket(b[0], b[b.len() - 1], b.len(), self.bits);
+            let (lo, hi) = (self.starts[k] as usize, self.starts[k + 1] as usize);
+            self.ids[lo..hi]
+                .iter()
+                .copied()
+                .find(|&id| *self.vocab[id as usize] == **scratch)
+        }
+    }
+
+    /// The indices of the list entries found in the texts, read as one
+    /// text with a line break after each (so a phrase may span two), in
+    /// list order.
+    pub fn find<'t>(&self, texts: impl IntoIterator<Item = &'t str>) -> Vec<usize> {
+        let mut found = vec![false; self.entries];
+        if self.vocab.is_empty() {
+            return Vec::new();
+        }
+        let mut state = 0usize;
+        let mut scratch = String::new();
+        for text in texts {
+            for (w, ascii) in Words::new(text, &mail::PHRASE_WORD) {
+                let Some(id) = self.word_id(w, ascii, &mut scratch) else {
+                    state = 0;
+                    continue;
+                };
+                state = loop {
+                    if let Some(next) = Self::edge(&self.edges, state, id) {
+                        break next;
+                    }
+                    if state == 0 {
+                        break 0;
+                    }
+                    state = self.fail[state] as usize;
+                };
+                for &e in &self.ends[state] {
+                    found[e as usize] = true;
+                }
+            }
+        }
+        (0..found.len()).filter(|&i| found[i]).collect()
+    }
+}
+
 /// The forbidden phrases present in `text` (each once, in list order).
 pub fn phrase_hits<'a>(text: &str, phrases: &'a [String]) -> Vec<&'a str> {
-    let hay = word_text(text);
-    phrases
-        .iter()
-        .filter(|p| {
-            let needle = word_text(p);
-            needle.trim().len() > 1 && hay.contains(&needle)
-        })
-        .map(String::as_str)
+    PhraseMatcher::new(phrases)
+        .find([text])
+        .into_iter()
+        .map(|i| phrases[i].as_str())
         .collect()
 }
 

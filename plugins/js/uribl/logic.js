@@ -128,15 +128,59 @@ export function parseConfig(text) {
 
 const NAMED_ENTITIES = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", colon: ':', sol: '/', period: '.', nbsp: ' ' };
 
-/** Undoes the HTML character references a link obfuscator uses. */
+// Sticky: tried only where an '&' is (indexOf is native and fast even
+// without a JIT; an interpreted regex scanning every character of a long
+// part is what the hook's time went to). The global one takes over when
+// the '&'s are mostly not references (see missBudget).
+const ENTITY_AT = /&(#x[0-9a-f]+|#[0-9]+|[a-z]+);?/iy;
+const ENTITY = new RegExp(ENTITY_AT.source, 'gi');
+
+function decodeEntity(m, e) {
+  if (e[0] === '#') {
+    const code = e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
+    return code > 0 && code < 0x110000 ? String.fromCodePoint(code) : m;
+  }
+  return NAMED_ENTITIES[e.toLowerCase()] ?? m;
+}
+
+/**
+ * How many tries of a sticky pattern that fail a scan of `text` may make
+ * before the global pattern scans the rest. In the plugin a failed try
+ * costs about what the regex engine spends scanning 10 to 15 characters,
+ * so with about one per 64 characters a text crowded with false
+ * candidates ("wwwwww…", "://://…") costs at most a little more than one
+ * global scan, and a normal text no scan at all.
+ */
+function missBudget(text) {
+  return 16 + (text.length >> 6);
+}
+
+/**
+ * Undoes the HTML character references a link obfuscator uses. The same
+ * as a global replace of the reference pattern: every match starts with
+ * '&', so only those positions are tried.
+ */
 export function decodeEntities(s) {
-  return s.replace(/&(#x[0-9a-f]+|#[0-9]+|[a-z]+);?/gi, (m, e) => {
-    if (e[0] === '#') {
-      const code = e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
-      return code > 0 && code < 0x110000 ? String.fromCodePoint(code) : m;
+  let i = s.indexOf('&');
+  if (i < 0) return s;
+  let out = '';
+  let copied = 0;
+  let misses = missBudget(s);
+  while (i >= 0) {
+    ENTITY_AT.lastIndex = i;
+    const m = ENTITY_AT.exec(s);
+    if (m === null) {
+      // No reference starts between `copied` and here, and the pattern
+      // looks at nothing before its '&': the rest alone gives the same.
+      if (--misses < 0) return out + s.slice(copied).replace(ENTITY, decodeEntity);
+      i = s.indexOf('&', i + 1);
+      continue;
     }
-    return NAMED_ENTITIES[e.toLowerCase()] ?? m;
-  });
+    out += s.slice(copied, i) + decodeEntity(m[0], m[1]);
+    copied = ENTITY_AT.lastIndex;
+    i = s.indexOf('&', copied);
+  }
+  return out + s.slice(copied);
 }
 
 const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
@@ -188,6 +232,81 @@ const BARE_URL = /\b(?:(?:https?|ftp):\/\/+|(?=www\d{0,3}\.))([^\s/?#\\<>"'`(){}
 const HREF = /\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))/gi;
 const URL_IN_ATTR = /^\s*(?:(?:https?|ftp):\/\/+|\/\/)([^/?#\\\s]+)/i;
 
+/** The patterns as global regexes, for the tests' reference scan. */
+export const PATTERNS = Object.freeze({
+  bareUrl: BARE_URL,
+  href: HREF,
+  urlInAttr: URL_IN_ATTR,
+  entity: new RegExp(ENTITY.source, 'gi'),
+});
+
+// The same patterns, sticky: extractHosts tries them only at the few
+// positions where a match can begin, found with indexOf. In the plugin the
+// regex engine is an interpreter (no JIT), and a global regex tries every
+// position of the text: for a 100 KB part with no link at all that was
+// nearly all of the hook's time. The global copies take over when the
+// candidates are mostly false (see missBudget); they are copies so that
+// BARE_URL's and HREF's lastIndex stays 0 for matchAll.
+const BARE_URL_AT = new RegExp(BARE_URL.source, 'iy');
+const HREF_AT = new RegExp(HREF.source, 'iy');
+const BARE_URL_G = new RegExp(BARE_URL.source, 'gi');
+const HREF_G = new RegExp(HREF.source, 'gi');
+
+// The schemes BARE_URL accepts: "ftp" to "https".
+const MIN_SCHEME = 3;
+const MAX_SCHEME = 5;
+
+/**
+ * Calls `onMatch` with every match of a pattern in `t`, in order and not
+ * overlapping, exactly as a global scan (matchAll) would find them, given
+ * the pattern `sticky` and `global`, and `next(pos)`: the smallest
+ * position >= pos where a match can begin, or -1 when none can. A
+ * position `next` returns needs not match; one it skips must not.
+ */
+function scanAt(t, sticky, global, next, onMatch) {
+  let misses = missBudget(t);
+  for (let q = next(0); q >= 0; ) {
+    sticky.lastIndex = q;
+    const m = sticky.exec(t);
+    if (m !== null) {
+      onMatch(m);
+      // Never empty: every pattern here captures one character at least.
+      q = next(sticky.lastIndex);
+    } else if (--misses >= 0) {
+      q = next(q + 1);
+    } else {
+      // No match begins before q: the global scan from q finds the rest.
+      global.lastIndex = q;
+      for (let g = global.exec(t); g !== null; g = global.exec(t)) onMatch(g);
+      return;
+    }
+  }
+}
+
+/**
+ * next() for `needle` (lower case) in `lower`: a match can begin from
+ * `maxBack` to `minBack` characters before each occurrence of it. The
+ * occurrence found last is remembered, so a whole scan searches the text
+ * once, not once per call.
+ */
+function candidates(lower, needle, maxBack, minBack) {
+  let hit = -2; // -2: not searched yet; -1: no more
+  return (pos) => {
+    if (hit === -1) return -1;
+    if (hit - minBack < pos) hit = lower.indexOf(needle, pos + minBack);
+    return hit < 0 ? -1 : Math.max(pos, hit - maxBack);
+  };
+}
+
+/** The smaller of two next() answers (-1: none). */
+function either(a, b) {
+  return (pos) => {
+    const x = a(pos);
+    const y = b(pos);
+    return x < 0 ? y : y < 0 || x < y ? x : y;
+  };
+}
+
 /**
  * The hosts of the URLs in one text part, in order of appearance, without
  * duplicates. HTML: every href (quoted or not, entity-encoded or not) and
@@ -200,17 +319,27 @@ export function extractHosts(text, isHtml) {
     const h = normalizeHost(authority);
     if (h !== null && !found.includes(h)) found.push(h);
   };
-  let t = text;
-  if (isHtml) {
-    t = decodeEntities(text);
-    for (const m of t.matchAll(HREF)) {
-      const v = (m[1] ?? m[2] ?? m[3] ?? '').trim();
-      const u = URL_IN_ATTR.exec(v);
-      if (u) add(u[1]);
-    }
+  const t = isHtml ? decodeEntities(text) : text;
+  // The patterns ignore case: their anchors are searched in a lower-cased
+  // copy, whose positions are those of `t` unless lower-casing changed the
+  // length (only U+0130 does): then the plain global scans.
+  const lower = t.toLowerCase();
+  if (lower.length !== t.length) {
+    if (isHtml) for (const m of t.matchAll(HREF)) hrefHost(m, add);
+    for (const m of t.matchAll(BARE_URL)) add(m[1]);
+    return found;
   }
-  for (const m of t.matchAll(BARE_URL)) add(m[1]);
+  if (isHtml) scanAt(t, HREF_AT, HREF_G, candidates(lower, 'href', 0, 0), (m) => hrefHost(m, add));
+  // A BARE_URL match begins with "www", or with the scheme just before "://".
+  const bareNext = either(candidates(lower, 'www', 0, 0), candidates(lower, '://', MAX_SCHEME, MIN_SCHEME));
+  scanAt(t, BARE_URL_AT, BARE_URL_G, bareNext, (m) => add(m[1]));
   return found;
+}
+
+function hrefHost(m, add) {
+  const v = (m[1] ?? m[2] ?? m[3] ?? '').trim();
+  const u = URL_IN_ATTR.exec(v);
+  if (u) add(u[1]);
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   locallyBlocked,
   normalizeHost,
   parseConfig,
+  PATTERNS,
   planLookups,
   queryName,
   registeredDomain,
@@ -159,4 +160,116 @@ test('answers: only 127/8, minus refusals and error codes; masks', () => {
   assert.equal(isListed(['127.0.0.2'], masked), true);
   assert.equal(isListed(['127.0.0.8'], masked), false, 'a list this zone entry does not use');
   assert.equal(isListed(['127.0.0.8', '127.0.0.4'], masked), true);
+});
+
+// extractHosts and decodeEntities try their patterns only where a match can
+// begin (found with indexOf), which is much cheaper in the plugin's
+// interpreter than a global regex over the whole text. The reference below
+// is the plain global scan of the same patterns, which they must equal on
+// every input.
+function referenceDecode(s) {
+  return s.replace(PATTERNS.entity, (m, e) => {
+    if (e[0] === '#') {
+      const code = e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
+      return code > 0 && code < 0x110000 ? String.fromCodePoint(code) : m;
+    }
+    return { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", colon: ':', sol: '/', period: '.', nbsp: ' ' }[e.toLowerCase()] ?? m;
+  });
+}
+
+function referenceHosts(text, isHtml) {
+  const found = [];
+  const add = (authority) => {
+    const h = normalizeHost(authority);
+    if (h !== null && !found.includes(h)) found.push(h);
+  };
+  let t = text;
+  if (isHtml) {
+    t = referenceDecode(text);
+    for (const m of t.matchAll(PATTERNS.href)) {
+      const v = (m[1] ?? m[2] ?? m[3] ?? '').trim();
+      const u = PATTERNS.urlInAttr.exec(v);
+      if (u) add(u[1]);
+    }
+  }
+  for (const m of t.matchAll(PATTERNS.bareUrl)) add(m[1]);
+  return found;
+}
+
+function assertSameAsReference(text) {
+  for (const isHtml of [false, true]) {
+    assert.deepEqual(extractHosts(text, isHtml), referenceHosts(text, isHtml), `${isHtml ? 'html' : 'plain'}: ${JSON.stringify(text)}`);
+  }
+  assert.equal(decodeEntities(text), referenceDecode(text), JSON.stringify(text));
+}
+
+// The benchmark body: CRLF lines of 78 characters, no links.
+const FOX = 'The quick brown fox jumps over the lazy dog. 0123456789 PACK MY BOX WITH FIVE DOZEN JUGS! ';
+function foxText(bytes) {
+  const stream = FOX.repeat(Math.ceil(bytes / FOX.length) + 1);
+  const lines = [];
+  for (let i = 0; i * 80 < bytes; i++) {
+    const line = stream.slice((i * 78) % FOX.length, ((i * 78) % FOX.length) + 78);
+    lines.push(i % 16 === 0 ? `.${line.slice(1)}` : line);
+  }
+  return `${lines.join('\r\n')}\r\n`;
+}
+
+test('targeted scan equals the global scan: hand-picked cases', () => {
+  const cases = [
+    '', 'no links here', foxText(2048), foxText(100 * 1024),
+    'http://a.test', 'https://a.test', 'ftp://a.test', 'HTTPS://A.TEST', 'hTtP:////a.test',
+    'www.a.test', 'WWW.A.TEST', 'Www1.a.test', 'www123.a.test', 'www1234.a.test', 'wwww.a.test', 'awww.a.test',
+    '.www.a.test', 'xhttp://a.test', '_http://a.test', 'hxxp://a.test', 'ttp://a.test', 'tp://a.test', '://a.test',
+    'http://a.testhttp://b.test', 'www.a.testwww.b.test', 'http://www.a.test', 'https://http://b.test',
+    'http://http://http://c.test', 'see http://a.test/x,https://b.test?y#z www.c.test.', 'http://a.test/www.b.test',
+    'http://paypal.com@evil.test:8080/', 'http://0x7f.1/ and http://3221225985/', 'http://bücher.example/',
+    'http://[2001:db8::1]/', 'http://%65vil.test/', 'İ http://a.test www.b.test', 'http://İ.test', 'K www.k.test',
+    '<a href="http://a.test">x</a>', "<A HREF='https://b.test'>", '<a href=http://c.test/x>', 'href = " //d.test/"',
+    'href="mailto:x@e.test"', 'href="/relative"', 'hrefhref="http://f.test"', 'xhref="http://g.test"',
+    '<a href="h&#116;tp&#58;//entity.test/">', 'http&#58;&#x2F;&#x2f;a.test&sol;', '&amp;&amp;&#0;&bogus;&#x110000;',
+    '&&&#58;//a.test', 'w&#119;w.a.test', 'href&#61;"http://h.test"', '&constructor;', '&#x1F600;www.emoji.test',
+    `${foxText(4096)}http://late.test/`, `http://early.test/${foxText(4096)}`, `${foxText(3000)}<a href="http://mid.test">${foxText(3000)}`,
+    // Crowded with false candidates: the global scan takes over mid-text.
+    `${'w'.repeat(5000)} www.a.test`, `${'://'.repeat(3000)}http://b.test`, `${'a://'.repeat(2000)} https://c.test www.d.test`,
+    `${'href'.repeat(2000)}<a href="http://e.test">`, `${'&'.repeat(5000)}&#58;h&#116;tp&#58;//f.test`,
+    `www.g.test ${'ww '.repeat(3000)} http://h.test ${'xwww.'.repeat(500)} ftp://i.test`,
+    `${'&x'.repeat(3000)}<a href=http://j.test>${'href'.repeat(500)}<a href="//k.test">`,
+  ];
+  for (const c of cases) assertSameAsReference(c);
+});
+
+test('targeted scan equals the global scan: random texts', () => {
+  // Fragments around the anchors (schemes, "www", "href", entities) and
+  // the characters that end or break a match; mulberry32, fixed seed.
+  const pieces = [
+    'http://', 'https://', 'HTTP://', 'hTTpS:///', 'ftp://', 'FTP:/', 'ttp://', 'xhttp://', 'hxxp://', '://', ':/', ':',
+    'www.', 'WWW.', 'www1.', 'www123.', 'www1234.', 'wwww.', 'Www', 'ww', 'w', 'W', 'href=', 'HREF = "', "href='", 'href',
+    'hre', 'f', '=', '"', "'", '<a ', '>', '<', '&#58;', '&#x2f;', '&#X2F', '&sol;', '&colon;', '&amp;', '&', '&#0;', '&lt;',
+    '&#104;', 'h&#116;tp', '@', 'user@', ':8080', 'example', '.test', 'a.b', '.co.uk', '0x7f.1', '3221225985', '%65',
+    'bücher', 'İ', '\u212A', 'ſ', ' ', '\r\n', '\t', '.', '..', ',', ')', '/', '//', '?', '#', '\\', '[', ']', '_', '-',
+    '1', 'a', 'z', 'x.test', 'mail.test',
+  ];
+  let seed = 0x5eed;
+  const random = () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let r = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
+    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
+  };
+  for (let i = 0; i < 5000; i++) {
+    let s = '';
+    const n = Math.floor(random() * 40);
+    for (let j = 0; j < n; j++) s += pieces[Math.floor(random() * pieces.length)];
+    assertSameAsReference(s);
+  }
+  // Long texts crowded with anchors, so that the global scan takes over
+  // (after a number of failed tries that grows with the length).
+  const crowd = ['w', 'www', 'ww.', '://', 'a://', 'href', 'hre', '&', '&x', '&#', ' ', '.', 'x.test', 'http://', 'www.', '&#58;', "href='"];
+  for (let i = 0; i < 200; i++) {
+    let s = '';
+    const n = 50 + Math.floor(random() * 3000);
+    for (let j = 0; j < n; j++) s += crowd[Math.floor(random() * crowd.length)];
+    assertSameAsReference(s);
+  }
 });

@@ -29,17 +29,19 @@ function reject(text) {
   return { tag: 'reject', val: { code: 554, enhanced: '5.7.1', text } };
 }
 
-// The parsed config, by its JSON text: with `reuse` one instance serves
-// many transactions, and an instance's config never changes. Nothing of a
-// message is kept here.
+// The parsed config. An instance's config never changes (a new config is
+// a new plugin set, with new instances), and with `reuse` one instance
+// serves many transactions: fetching it once saves a host call per message
+// (each one crosses the component boundary). Nothing of a message is kept
+// here.
 let parsed = null;
 
 function loadConfig() {
+  if (parsed !== null) return parsed;
   const raw = config();
-  if (parsed !== null && parsed.raw === raw) return parsed.cfg;
   try {
-    parsed = { raw, cfg: parseConfig(raw) };
-    return parsed.cfg;
+    parsed = parseConfig(raw);
+    return parsed;
   } catch (e) {
     // A hook's `err` must be a string: an Error object would be a trap.
     throw String(e?.message ?? e);

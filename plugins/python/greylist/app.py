@@ -28,23 +28,23 @@ NOTE_EXEMPT = "greylist.exempt"
 NOTE_DELAYED = "greylist.delayed"
 
 
-# The parsed config, by its JSON text. An instance's config never changes
-# (a new config is a new plugin set, with new instances), but with `reuse`
-# one instance serves many transactions: parsing once saves most of the
-# plugin's own time per message. Nothing of a message is kept here.
-_parsed: "tuple[str, logic.Config] | None" = None
+# The parsed config. An instance's config never changes (a new config is a
+# new plugin set, with new instances), but with `reuse` one instance serves
+# many transactions: parsing once saves most of the plugin's own time per
+# message, and fetching once a host call (a crossing of the component
+# boundary) per hook. Nothing of a message is kept here.
+_parsed: "logic.Config | None" = None
 
 
 def _config() -> logic.Config:
     global _parsed
-    raw = host.config()
-    if _parsed is not None and _parsed[0] == raw:
-        return _parsed[1]
+    if _parsed is not None:
+        return _parsed
     try:
-        cfg = logic.parse_config(raw)
+        cfg = logic.parse_config(host.config())
     except ValueError as e:
         raise Err(str(e))
-    _parsed = (raw, cfg)
+    _parsed = cfg
     return cfg
 
 
@@ -70,9 +70,9 @@ class Hooks(exports.Hooks):
 
     def rcpt(self, env, rcpt) -> types.RcptVerdict:
         cfg = _config()
-        # The note saves recomputing per recipient; without it (mail-from
-        # failed under on_error = "continue") the check is made here.
-        if transaction.get_note(NOTE_EXEMPT) is not None or _exemption(cfg, env) is not None:
+        # The exemption is recomputed (pure and cheap, unlike the host call
+        # that reads the note); the note is still honoured, whoever set it.
+        if _exemption(cfg, env) is not None or transaction.get_note(NOTE_EXEMPT) is not None:
             return RCPT_CONTINUE
         if logic.recipient_exempt(cfg, rcpt):
             return RCPT_CONTINUE
@@ -97,13 +97,14 @@ class Hooks(exports.Hooks):
                 host.log(host.Level.WARN, f"kv set failed ({_kind(e)}): not greylisting")
                 return RCPT_CONTINUE
 
-        triplet = f"({network}, {sender}, {rcpt})"
         if decision.greylist:
+            triplet = f"({network}, {sender}, {rcpt})"
             host.log(host.Level.INFO, f"greylisted {triplet}: {decision.reason}")
             return types.RcptVerdict_Tempfail(
                 types.Reply(code=451, enhanced="4.7.1", text=cfg.text)
             )
         if decision.delayed is not None:
+            triplet = f"({network}, {sender}, {rcpt})"
             host.log(host.Level.INFO, f"passed {triplet} after {decision.delayed}s")
             # One header per message, though several recipients may pass.
             if transaction.get_note(NOTE_DELAYED) is None:

@@ -42,6 +42,12 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 # BATV (draft-levine-smtp-batv): prvs=<tag>=local@domain, tag changes per
 # message, so the raw sender would never match its retry.
 _BATV = re.compile(r"^(?:prvs|btv1|msprvs1)=[^=@]+=", re.IGNORECASE)
+# A dotted quad as ipaddress.IPv4Address accepts it: ASCII decimal octets
+# without leading zeros (each also <= 255, checked after). The host hands
+# client addresses in this form; parsing them here, not with ipaddress
+# (pure Python, several calls deep), matters in the plugin's interpreter.
+_OCTET = r"(0|[1-9][0-9]{0,2})"
+_DOTTED_QUAD = re.compile(r"\.".join([_OCTET] * 4))
 
 
 @dataclass
@@ -160,6 +166,33 @@ def parse_config(text: str) -> Config:
     return cfg
 
 
+def _ipv4_int(ip: str):
+    """The value of `ip` if it is a dotted quad that ipaddress accepts, else
+    None (then ipaddress decides: IPv6, or not an address)."""
+    m = _DOTTED_QUAD.fullmatch(ip)
+    if m is None:
+        return None
+    a, b, c, d = map(int, m.groups())
+    if a > 255 or b > 255 or c > 255 or d > 255:
+        return None
+    return (a << 24) | (b << 16) | (c << 8) | d
+
+
+def _address(ip: str):
+    """ipaddress.ip_address(ip), an IPv4-mapped IPv6 address as IPv4; None
+    when it is not an address."""
+    n = _ipv4_int(ip)
+    if n is not None:
+        return ipaddress.IPv4Address(n)
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr
+
+
 def client_network(ip: str, cfg: Config) -> str:
     """The client's network as the triplet uses it: the /24 (IPv4) or /64
     (IPv6) around the address, so a sender's pool of neighbouring outbound
@@ -168,12 +201,16 @@ def client_network(ip: str, cfg: Config) -> str:
     An IPv4-mapped IPv6 address counts as IPv4. An unparsable address is
     used as is (the host always hands a valid one).
     """
-    try:
-        addr = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return ip.strip().lower()
-    if addr.version == 6 and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
+    s = ip.strip()
+    n = _ipv4_int(s)
+    if n is not None:
+        # What str(ipaddress.ip_network(...)) gives, without the objects.
+        prefix = cfg.ipv4_prefix
+        n &= 0xFFFFFFFF << (32 - prefix)
+        return f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}/{prefix}"
+    addr = _address(s)
+    if addr is None:
+        return s.lower()
     prefix = cfg.ipv4_prefix if addr.version == 4 else cfg.ipv6_prefix
     return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
 
@@ -184,6 +221,9 @@ def normalize_sender(sender: str) -> str:
     s = sender.strip().lower()
     if not s:
         return "<>"
+    # Nearly no sender has a tag; the regex needs an '=' (two, in fact).
+    if "=" not in s:
+        return s
     return _BATV.sub("", s)
 
 
@@ -203,12 +243,8 @@ def sender_exemption(cfg: Config, ip: str, authenticated, sender: str):
     """
     if cfg.exempt_authenticated and authenticated:
         return f"authenticated as {authenticated}"
-    try:
-        addr = ipaddress.ip_address(ip.strip())
-        if addr.version == 6 and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-    except ValueError:
-        addr = None
+    # No list, no need to parse the address.
+    addr = _address(ip.strip()) if cfg.allow_networks else None
     if addr is not None:
         for net in cfg.allow_networks:
             if addr.version == net.version and addr in net:
@@ -229,6 +265,8 @@ def recipient_exempt(cfg: Config, rcpt: str) -> bool:
     """Whether the recipient is allow-listed: an exact address, or "@domain"
     / "domain" for every address of the domain (e.g. postmaster@ and abuse@
     that must reach a human quickly)."""
+    if not cfg.allow_recipients:
+        return False
     r = rcpt.strip().lower()
     domain = _domain_of(r)
     for a in cfg.allow_recipients:

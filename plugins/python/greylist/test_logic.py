@@ -1,4 +1,5 @@
 import ipaddress
+import random
 import unittest
 
 import logic
@@ -192,6 +193,82 @@ class DecideTest(unittest.TestCase):
     def test_list_of_ints_record(self):
         # componentize-py may hand list<u8> as bytes; be tolerant of a list.
         self.assertFalse(decide(list(b"g 1000"), 1300, self.c).greylist)
+
+
+class FastPathTest(unittest.TestCase):
+    """The dotted-quad fast path (ipaddress is slow in the plugin's
+    interpreter) and the shortcuts must agree with the plain ipaddress and
+    regex code they stand for, on every input."""
+
+    ADDRESSES = [
+        "192.0.2.77", "127.0.0.1", "0.0.0.0", "255.255.255.255", "10.1.2.3", " 10.1.2.3\n",
+        "256.0.0.1", "1.2.3.256", "999.1.1.1", "01.2.3.4", "1.2.3.04", "0.0.0.00", "1.2.3", "1.2.3.4.5",
+        "1..2.3", "1.2.3.", ".1.2.3", "1.2.3.4/24", "+1.2.3.4", "-1.2.3.4", "1_0.2.3.4", " 1.2.3.4",
+        "\u0661.2.3.4", "1\u0661.2.3.4", "1.2.3.\uff14", "2\uff15\uff15.1.1.1", "1.2.3.\u00b2", "0x7f.0.0.1", "1.2.3.4 ", "1.2.3.4%eth0",
+        "::ffff:192.0.2.77", "::ffff:127.0.0.1", "2001:db8:1:2:3:4:5:6", "::1", "2001:DB8::1", "fe80::1%eth0",
+        "garbage", "", "   ", "Garbage.Example",
+    ]
+
+    @staticmethod
+    def reference_network(ip, cfg):
+        try:
+            addr = ipaddress.ip_address(ip.strip())
+        except ValueError:
+            return ip.strip().lower()
+        if addr.version == 6 and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        prefix = cfg.ipv4_prefix if addr.version == 4 else cfg.ipv6_prefix
+        return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+
+    @staticmethod
+    def reference_in_networks(ip, cfg):
+        try:
+            addr = ipaddress.ip_address(ip.strip())
+            if addr.version == 6 and addr.ipv4_mapped is not None:
+                addr = addr.ipv4_mapped
+        except ValueError:
+            return None
+        for net in cfg.allow_networks:
+            if addr.version == net.version and addr in net:
+                return f"client in {net}"
+        return None
+
+    def addresses(self):
+        rnd = random.Random(6647)
+        octets = ["0", "1", "9", "10", "99", "100", "127", "199", "200", "249", "250", "255", "256", "300",
+                  "999", "00", "01", "010", "0255", "1000", ""]
+        extra = [".".join(rnd.choice(octets) for _ in range(rnd.choice((3, 4, 4, 4, 5)))) for _ in range(3000)]
+        return self.ADDRESSES + extra
+
+    def test_network_agrees_with_ipaddress(self):
+        c = Config()
+        for ip in self.addresses():
+            for c.ipv4_prefix, c.ipv6_prefix in ((24, 64), (0, 0), (1, 1), (8, 48), (23, 127), (31, 128), (32, 128)):
+                self.assertEqual(client_network(ip, c), self.reference_network(ip, c), (ip, c.ipv4_prefix))
+
+    def test_allow_networks_agree_with_ipaddress(self):
+        configs = [
+            Config(),
+            parse_config('{"allow_networks": ["192.0.2.0/24", "10.0.0.0/8", "2001:db8::/32", "0.0.0.0/32"]}'),
+            parse_config('{"allow_networks": ["0.0.0.0/0"]}'),
+            parse_config('{"allow_networks": ["1.2.3.4/32", "255.255.255.255/32", "::/0"]}'),
+        ]
+        for c in configs:
+            for ip in self.addresses():
+                self.assertEqual(sender_exemption(c, ip, None, "a@b.test"), self.reference_in_networks(ip, c), ip)
+
+    def test_sender_agrees_with_the_batv_regex(self):
+        for sender in ("bob@example.org", "prvs=1234abcd=bob@example.org", "PRVS=0001=bob@example.org",
+                       "btv1=x=bob@example.org", "MSPRVS1=x=bob@example.org", "prv\u017f=0001=bob@example.org",
+                       "prvs=bob@example.org", "prvs==bob@example.org", "x=y=bob@example.org", "a=b@c", " <> ", ""):
+            s = sender.strip().lower()
+            self.assertEqual(normalize_sender(sender), logic._BATV.sub("", s) if s else "<>", sender)
+
+    def test_no_allow_lists(self):
+        c = parse_config('{"allow_networks": []}')
+        self.assertIsNone(sender_exemption(c, "127.0.0.1", None, "a@b.test"))
+        self.assertIsNone(sender_exemption(c, "garbage", None, "a@b.test"))
+        self.assertFalse(recipient_exempt(c, "postmaster@example.test"))
 
 
 if __name__ == "__main__":

@@ -492,7 +492,7 @@ impl Plugin for Dnsbl {
     const HOOKS: &'static [Hook] = &[Hook::Connect, Hook::Helo];
 
     fn connect(conn: Connection) -> HookResult<Verdict> {
-        let settings = Settings::parse(&poczta_plugin::config_json())?;
+        let settings = poczta_plugin::per_instance(Settings::parse)?;
         let ip = parse_ip(&conn)?;
         if !settings.checks_listener(&conn.listener) || settings.allowed(ip) {
             return Ok(Verdict::Continue);
@@ -507,7 +507,7 @@ impl Plugin for Dnsbl {
     }
 
     fn helo(conn: Connection) -> HookResult<Verdict> {
-        let settings = Settings::parse(&poczta_plugin::config_json())?;
+        let settings = poczta_plugin::per_instance(Settings::parse)?;
         let ip = parse_ip(&conn)?;
         let c = &settings.config;
         if !settings.checks_listener(&conn.listener) || settings.allowed(ip) {

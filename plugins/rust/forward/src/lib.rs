@@ -11,6 +11,8 @@
 
 pub mod route;
 
+use std::rc::Rc;
+
 use poczta_plugin::{Envelope, Hook, HookResult, Message, Plugin, RcptVerdict, Reply, Verdict};
 use route::Config;
 
@@ -21,8 +23,11 @@ pub const NOTE_LISTS: &str = "forward.lists";
 /// Most `Delivered-To` fields the plugin adds to one message.
 const MAX_DELIVERED_TO: usize = 10;
 
-fn config() -> HookResult<Config> {
-    Ok(poczta_plugin::config::<Config>()?.normalized())
+/// The normalized config, built once per instance (`reuse`): the rcpt hook
+/// runs for every recipient, and parsing the alias tables cost more than
+/// routing one address.
+fn config() -> HookResult<Rc<Config>> {
+    poczta_plugin::per_instance(|json| poczta_plugin::parse_config::<Config>(json).map(Config::normalized))
 }
 
 /// Appends lines to a note, skipping lines it already holds.

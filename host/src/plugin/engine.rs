@@ -50,9 +50,20 @@ const MAX_MEMORIES_PER_COMPONENT: u32 = 16;
 const MAX_TABLES_PER_COMPONENT: u32 = 32;
 const MAX_COMPONENT_INSTANCE_SIZE: usize = 1 << 20;
 const MAX_CORE_INSTANCE_SIZE: usize = 1 << 20;
-/// Pages of linear memory kept mapped when a slot is reused: 64 KiB was
-/// the fastest for fresh-instance-per-transaction (1 MiB was slower).
-const LINEAR_MEMORY_KEEP_RESIDENT: usize = 64 << 10;
+/// Bytes of a freed linear memory reset in place instead of unmapped.
+/// With `PAGEMAP_SCAN` (Linux ≥ 6.7; `Enabled::Auto` below) they are the
+/// pages the instance actually dirtied, wherever they lie, so the next
+/// instance in the slot takes no page faults on them: a fresh Rust plugin
+/// instance plus its calls went from ≈ 38–42 µs to ≈ 28–30 µs (criterion
+/// `plugin_hook`, BENCHMARKS.md). A Rust plugin dirties well under 256 KiB
+/// per transaction; 2 MiB also helped the Python/JS instances' fresh path
+/// but keeps up to 2 MiB resident per used slot, which `reuse` makes moot.
+const LINEAR_MEMORY_KEEP_RESIDENT: usize = 256 << 10;
+/// Without the ioctl the budget is the lowest addresses, reset with
+/// `memset` whether dirty or not; a Rust plugin's stack and data sit near
+/// 1 MiB, so more than this only costs time (measured earlier: 64 KiB was
+/// the fastest there, 1 MiB slower).
+const LINEAR_MEMORY_KEEP_RESIDENT_NO_SCAN: usize = 64 << 10;
 
 /// Shared by the runtime and every plugin set built from it; dropping the
 /// last reference stops the ticker.
@@ -174,7 +185,12 @@ fn config(fuel: bool, pooling: bool) -> Config {
             .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
             .max_component_instance_size(MAX_COMPONENT_INSTANCE_SIZE)
             .max_core_instance_size(MAX_CORE_INSTANCE_SIZE)
-            .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT);
+            .linear_memory_keep_resident(if PoolingAllocationConfig::is_pagemap_scan_available() {
+                LINEAR_MEMORY_KEEP_RESIDENT
+            } else {
+                LINEAR_MEMORY_KEEP_RESIDENT_NO_SCAN
+            })
+            .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config

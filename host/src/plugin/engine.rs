@@ -65,12 +65,18 @@ const LINEAR_MEMORY_KEEP_RESIDENT: usize = 256 << 10;
 /// the fastest there, 1 MiB slower).
 const LINEAR_MEMORY_KEEP_RESIDENT_NO_SCAN: usize = 64 << 10;
 
+/// `POCZTA_WASM_PERFMAP=1` in the server's environment writes a perf map of
+/// the plugins' JIT code, so that `perf` attributes samples to plugin
+/// functions instead of anonymous addresses.
+pub const PERFMAP_ENV: &str = "POCZTA_WASM_PERFMAP";
+
 /// Shared by the runtime and every plugin set built from it; dropping the
 /// last reference stops the ticker.
 pub(crate) struct Engines {
     base: Engine,
     fuel: OnceLock<Result<Engine, String>>,
     pooling: bool,
+    perfmap: bool,
 }
 
 /// Counters of the compile cache (observable in tests and logs).
@@ -101,12 +107,21 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     /// Creates the engine and starts the epoch ticker. `cache_dir`, when
     /// given, holds compiled `.cwasm` files (created on first write).
+    /// With `POCZTA_WASM_PERFMAP=1` in the environment the engines write a
+    /// perf map ([`PERFMAP_ENV`]).
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Runtime, PluginError> {
-        let (base, pooling) = new_engine(false)?;
+        let perfmap = std::env::var_os(PERFMAP_ENV).is_some_and(|v| v == "1");
+        Self::with_perfmap(cache_dir, perfmap)
+    }
+
+    /// [`Runtime::new`] with the perf map chosen by the caller.
+    pub fn with_perfmap(cache_dir: Option<PathBuf>, perfmap: bool) -> Result<Runtime, PluginError> {
+        let (base, pooling) = new_engine(false, perfmap)?;
         let engines = Arc::new(Engines {
             base,
             fuel: OnceLock::new(),
             pooling,
+            perfmap,
         });
         start_ticker(Arc::downgrade(&engines))?;
         Ok(Runtime {
@@ -138,7 +153,11 @@ impl Runtime {
         }
         self.engines
             .fuel
-            .get_or_init(|| new_engine(true).map(|(e, _)| e).map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                new_engine(true, self.engines.perfmap)
+                    .map(|(e, _)| e)
+                    .map_err(|e| e.to_string())
+            })
             .clone()
             .map_err(PluginError::Engine)
     }
@@ -153,24 +172,29 @@ impl Runtime {
 
 /// Builds an engine: pooling first, on-demand if the pool cannot be
 /// reserved.
-fn new_engine(fuel: bool) -> Result<(Engine, bool), PluginError> {
-    match Engine::new(&config(fuel, true)) {
+fn new_engine(fuel: bool, perfmap: bool) -> Result<(Engine, bool), PluginError> {
+    match Engine::new(&config(fuel, true, perfmap)) {
         Ok(engine) => Ok((engine, true)),
         Err(pool_err) => {
             tracing::warn!(cause = %pool_err, "plugin engine: pooling allocator unavailable, using on-demand allocation");
-            Engine::new(&config(fuel, false))
+            Engine::new(&config(fuel, false, perfmap))
                 .map(|e| (e, false))
                 .map_err(|e| PluginError::Engine(e.to_string()))
         }
     }
 }
 
-fn config(fuel: bool, pooling: bool) -> Config {
+fn config(fuel: bool, pooling: bool, perfmap: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.consume_fuel(fuel);
     config.parallel_compilation(true);
+    if perfmap {
+        // For `perf report`: names the plugins' compiled functions in
+        // /tmp/perf-PID.map (BENCHMARKS.md, "Profiling plugins").
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if pooling {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(TOTAL_COMPONENT_INSTANCES)

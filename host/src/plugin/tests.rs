@@ -1041,6 +1041,29 @@ fn compile_cache_is_used_and_survives_corruption() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn perf_map_names_plugin_code_when_asked() {
+    let tag = plugin_or_skip!("tag-score.wasm");
+    let map = std::env::temp_dir().join(format!("perf-{}.map", std::process::id()));
+    let rt = Runtime::with_perfmap(None, true).unwrap();
+    PluginSet::load(
+        &rt,
+        &[PluginConfig::new("t", &tag)],
+        ScoreThresholds::default(),
+        services(),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&map).unwrap_or_default();
+    let _ = std::fs::remove_file(&map);
+    // "ADDR SIZE wasm[0]::function[N]": perf's format, one line per function.
+    assert!(
+        text.lines()
+            .any(|l| l.split(' ').nth(2).is_some_and(|n| n.starts_with("wasm["))),
+        "no plugin functions in {}",
+        map.display()
+    );
+}
+
 // ------------------------------------------------------- other languages
 
 #[tokio::test]

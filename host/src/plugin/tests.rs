@@ -1041,6 +1041,33 @@ fn compile_cache_is_used_and_survives_corruption() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Isolation across a pool slot: each fresh instance must start from the
+/// module's image, whatever the one before it in the slot wrote. The probe
+/// dirties 1 MiB, more than the in-place reset budget
+/// (`LINEAR_MEMORY_KEEP_RESIDENT`), so both reset paths are crossed.
+#[tokio::test]
+async fn a_fresh_instance_never_sees_an_earlier_instances_memory() {
+    let probe = plugin_or_skip!("memory-probe.wasm");
+    let set = load(&[cfg("p", &probe, json!({}))]);
+    for i in 0..20 {
+        let mut s = set.session(conn());
+        let out = transaction(&mut s, MSG).await;
+        assert_eq!(header(&out, "X-Probe"), Some("clean"), "transaction {i}");
+    }
+    // The control: one instance reused sees its own marks, so the probe
+    // does detect a memory that was not reset.
+    let mut c = cfg("p", &probe, json!({}));
+    c.reuse = 10;
+    let set = load(&[c]);
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let mut s = set.session(conn());
+        let out = transaction(&mut s, MSG).await;
+        seen.push(header(&out, "X-Probe").map(str::to_owned));
+    }
+    assert_eq!(seen, [Some("clean".to_string()), Some("dirty 256".to_string())]);
+}
+
 #[test]
 fn perf_map_names_plugin_code_when_asked() {
     let tag = plugin_or_skip!("tag-score.wasm");

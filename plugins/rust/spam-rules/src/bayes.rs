@@ -133,21 +133,19 @@ fn push_words(out: &mut BTreeSet<String>, prefix: &str, text: &str) {
     }
 }
 
-/// The tokens of a message: lower-cased words of the subject (`s:`) and
-/// body, link hosts and their organisational domains (`url:`), and a few
-/// header tokens (From domain, Reply-To domain, mail program, top-level
-/// content type, the presence of HTML).
-pub fn tokenize(m: &MailView) -> BTreeSet<String> {
-    tokenize_on(m, &mail::body_pieces(&m.parts))
-}
-
-/// [`tokenize`] with the message's [`mail::body_pieces`] already made.
-pub fn tokenize_on(m: &MailView, pieces: &[Piece]) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
+/// The header tokens (From domain and display name, Reply-To domain, mail
+/// program, top-level content type, the presence of HTML, the subject's
+/// words), with `words` splitting the free text: the one part of
+/// tokenizing that is the same whatever scans the body.
+pub(crate) fn header_tokens(
+    m: &MailView,
+    out: &mut BTreeSet<String>,
+    words: fn(&mut BTreeSet<String>, &str, &str),
+) {
     if let Some(from) = m.from.as_deref().or(m.first("from")) {
         let mb = mail::parse_mailbox(from);
         out.insert(format!("from:{}", mail::domain_of(&mb.address)));
-        push_words(&mut out, "fromname:", &mb.name);
+        words(out, "fromname:", &mb.name);
     }
     if let Some(rt) = m.first("reply-to") {
         out.insert(format!(
@@ -167,8 +165,22 @@ pub fn tokenize_on(m: &MailView, pieces: &[Piece]) -> BTreeSet<String> {
         out.insert("has:html".into());
     }
     if let Some(s) = m.subject.as_deref().or(m.first("subject")) {
-        push_words(&mut out, "s:", s);
+        words(out, "s:", s);
     }
+}
+
+/// The tokens of a message: lower-cased words of the subject (`s:`) and
+/// body, link hosts and their organisational domains (`url:`), and a few
+/// header tokens (From domain, Reply-To domain, mail program, top-level
+/// content type, the presence of HTML).
+pub fn tokenize(m: &MailView) -> BTreeSet<String> {
+    tokenize_on(m, &mail::body_pieces(&m.parts))
+}
+
+/// [`tokenize`] with the message's [`mail::body_pieces`] already made.
+pub fn tokenize_on(m: &MailView, pieces: &[Piece]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    header_tokens(m, &mut out, push_words);
     for p in pieces {
         let links = match p.html {
             Some(html) => mail::html_links(html),

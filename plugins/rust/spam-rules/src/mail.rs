@@ -542,7 +542,7 @@ pub fn html_links(html: &str) -> Vec<Link> {
 }
 
 /// An attribute's value in a tag (quoted or bare).
-fn attr(tag: &str, name: &str) -> Option<String> {
+pub(crate) fn attr(tag: &str, name: &str) -> Option<String> {
     let lower = tag.to_ascii_lowercase();
     let mut from = 0;
     while let Some(i) = lower[from..].find(name) {

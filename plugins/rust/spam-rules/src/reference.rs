@@ -61,62 +61,8 @@ pub fn hidden_text(html: &str) -> Option<&'static str> {
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
-    let squeezed = squeezed.replace(['"', '\''], "");
-    if squeezed.contains("display:none") {
-        return Some("display:none");
-    }
-    if squeezed.contains("visibility:hidden") {
-        return Some("visibility:hidden");
-    }
-    for tiny in [
-        "font-size:0",
-        "font-size:1px",
-        "font-size:0.",
-        "<fontsize=0",
-        "<fontsize=1>",
-    ] {
-        if let Some(i) = squeezed.find(tiny) {
-            // font-size:0 but not font-size:0.9em
-            let rest = &squeezed[i + tiny.len()..];
-            if tiny == "font-size:0." && !rest.starts_with('0') {
-                continue;
-            }
-            if tiny == "font-size:0" && rest.starts_with('.') {
-                continue;
-            }
-            return Some("zero-size font");
-        }
-    }
-    let white = [
-        "color:#fff;",
-        "color:#fff}",
-        "color:#ffffff",
-        "color:white",
-        "fontcolor=#ffffff",
-        "fontcolor=white",
-        "fontcolor=#fff>",
-    ];
-    let dark_bg = [
-        "background:#000",
-        "background-color:#000",
-        "background:black",
-        "background-color:black",
-        "bgcolor=#000",
-        "bgcolor=black",
-        "background-color:#1",
-        "background-color:#2",
-        "background-color:#3",
-    ];
-    let has_white = white.iter().any(|w| {
-        squeezed
-            .match_indices(w)
-            // `background-color:#ffffff` is a background, not text colour.
-            .any(|(i, _)| !squeezed[..i].ends_with("background-") && !squeezed[..i].ends_with("bg"))
-    });
-    if has_white && !dark_bg.iter().any(|d| squeezed.contains(d)) {
-        return Some("white text on white");
-    }
-    None
+    // Only the squeezing changed; the checks on its result are shared.
+    crate::rules::hidden_in_squeezed(&squeezed.replace(['"', '\''], ""))
 }
 
 fn url_rules(m: &MailView, limits: &Limits, hits: &mut Vec<Hit>) {
@@ -228,7 +174,7 @@ pub fn html_links(html: &str) -> Vec<Link> {
         };
         let tag = &html[start..tag_end];
         pos = tag_end + 1;
-        let Some(href) = attr(tag, "href") else {
+        let Some(href) = mail::attr(tag, "href") else {
             continue;
         };
         let close = lower[pos..].find("</a").map(|e| pos + e).unwrap_or(lower.len());
@@ -241,32 +187,6 @@ pub fn html_links(html: &str) -> Vec<Link> {
         }
     }
     out
-}
-
-/// An attribute's value in a tag (quoted or bare).
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let lower = tag.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(i) = lower[from..].find(name) {
-        let at = from + i;
-        from = at + name.len();
-        let before_ok = at == 0 || lower.as_bytes()[at - 1].is_ascii_whitespace();
-        let rest = lower[from..].trim_start();
-        if !before_ok || !rest.starts_with('=') {
-            continue;
-        }
-        let value_start = tag.len() - rest.len() + 1;
-        let v = tag[value_start..].trim_start();
-        return Some(match v.chars().next() {
-            Some(q @ ('"' | '\'')) => v[1..].split(q).next().unwrap_or("").to_string(),
-            _ => v
-                .split(|c: char| c.is_whitespace() || c == '>')
-                .next()
-                .unwrap_or("")
-                .to_string(),
-        });
-    }
-    None
 }
 
 /// HTML without tags, `<style>`/`<script>` content and comments, with the
@@ -323,31 +243,8 @@ fn push_words(out: &mut BTreeSet<String>, prefix: &str, text: &str) {
 /// content type, the presence of HTML).
 pub fn tokenize(m: &MailView) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    if let Some(from) = m.from.as_deref().or(m.first("from")) {
-        let mb = mail::parse_mailbox(from);
-        out.insert(format!("from:{}", mail::domain_of(&mb.address)));
-        push_words(&mut out, "fromname:", &mb.name);
-    }
-    if let Some(rt) = m.first("reply-to") {
-        out.insert(format!(
-            "replyto:{}",
-            mail::org_domain(mail::domain_of(&mail::parse_mailbox(rt).address))
-        ));
-    }
-    if let Some(mailer) = m.first("x-mailer").or(m.first("user-agent")) {
-        let first = mailer.split_whitespace().next().unwrap_or("").to_lowercase();
-        out.insert(format!("mailer:{first}"));
-    }
-    if let Some(ct) = m.first("content-type") {
-        let t = ct.split(';').next().unwrap_or("").trim().to_lowercase();
-        out.insert(format!("ct:{t}"));
-    }
-    if m.html_parts().next().is_some() {
-        out.insert("has:html".into());
-    }
-    if let Some(s) = m.subject.as_deref().or(m.first("subject")) {
-        push_words(&mut out, "s:", s);
-    }
+    // The header part is shared; the old word splitter is what it is given.
+    crate::bayes::header_tokens(m, &mut out, push_words);
     for p in m.parts.iter().filter(|p| !p.is_attachment) {
         let Some(t) = &p.text else { continue };
         let links = if p.content_type == "text/html" {

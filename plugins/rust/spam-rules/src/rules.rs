@@ -239,7 +239,12 @@ fn squeeze(html: &str) -> String {
 /// `visibility:hidden`, a zero or one pixel font, or white text on a page
 /// that sets no dark background.
 pub fn hidden_text(html: &str) -> Option<&'static str> {
-    let squeezed = squeeze(html);
+    hidden_in_squeezed(&squeeze(html))
+}
+
+/// [`hidden_text`] on HTML already lower-cased, without white space and
+/// quotes.
+pub(crate) fn hidden_in_squeezed(squeezed: &str) -> Option<&'static str> {
     if squeezed.contains("display:none") {
         return Some("display:none");
     }

@@ -255,48 +255,72 @@ pub fn config<T: serde::de::DeserializeOwned>() -> Result<T, String> {
 /// With `reuse = N` in its `[[plugins]]` entry an instance serves up to N
 /// transactions, so what a hook derives from its config — the parsed config
 /// itself, a compiled pattern set, a signature database read from assets —
-/// can be built on the first call and kept. `build` gets the config JSON and
-/// runs again only if that text changes (it does not while an instance lives:
-/// a reload makes new instances; the check just keeps this honest). One slot
-/// per type `S`; an error is returned and not cached, so a broken config
-/// fails every call the way an uncached parse would.
+/// can be built on the first call and kept. `build` gets the config JSON.
+/// Once built, the state is returned without asking the host for the config
+/// again (a host call less per hook call): an instance's config never
+/// changes, a reload makes new instances. One slot per type `S`; an error is
+/// returned and not cached, so a broken config fails every call the way an
+/// uncached parse would.
 ///
 /// ```ignore
 /// let state = poczta_plugin::per_instance(|json| State::build(json))?;
 /// ```
 pub fn per_instance<S: 'static>(build: impl FnOnce(&str) -> Result<S, String>) -> Result<Rc<S>, String> {
-    let json = config_json();
-    per_config_text(&json, build)
+    if let Some(state) = slot::lookup::<S>(None) {
+        return Ok(state);
+    }
+    slot::build(&config_json(), build)
 }
 
-/// [`per_instance`] with the config text given (what it does once the text
-/// is read; public for unit tests, where there is no host).
+/// [`per_instance`] with the config text given, for native unit tests
+/// (there is no host): the slot is also keyed by the text, so a test may
+/// build states for several configs in turn.
 pub fn per_config_text<S: 'static>(
     json: &str,
     build: impl FnOnce(&str) -> Result<S, String>,
 ) -> Result<Rc<S>, String> {
+    if let Some(state) = slot::lookup::<S>(Some(json)) {
+        return Ok(state);
+    }
+    slot::build(json, build)
+}
+
+/// The per-instance slots of [`per_instance`]: one per state type, with the
+/// config text it was built from.
+mod slot {
     use std::any::{Any, TypeId};
     use std::cell::RefCell;
+    use std::rc::Rc;
+
     type Slots = Vec<(TypeId, String, Rc<dyn Any>)>;
     thread_local! {
         static SLOTS: RefCell<Slots> = const { RefCell::new(Vec::new()) };
     }
-    let id = TypeId::of::<S>();
-    let hit = SLOTS.with_borrow(|slots| {
-        slots
-            .iter()
-            .find(|(t, text, _)| *t == id && text == json)
-            .map(|(_, _, s)| Rc::clone(s))
-    });
-    if let Some(state) = hit.and_then(|s| s.downcast::<S>().ok()) {
-        return Ok(state);
+
+    /// The state of type `S`, if built (from `json`, when given).
+    pub(super) fn lookup<S: 'static>(json: Option<&str>) -> Option<Rc<S>> {
+        let id = TypeId::of::<S>();
+        SLOTS.with_borrow(|slots| {
+            slots
+                .iter()
+                .find(|(t, text, _)| *t == id && json.is_none_or(|j| j == text))
+                .and_then(|(_, _, s)| Rc::clone(s).downcast::<S>().ok())
+        })
     }
-    let state = Rc::new(build(json)?);
-    SLOTS.with_borrow_mut(|slots| {
-        slots.retain(|(t, _, _)| *t != id);
-        slots.push((id, json.to_owned(), Rc::clone(&state) as Rc<dyn Any>));
-    });
-    Ok(state)
+
+    /// Builds the state of type `S` from `json` and keeps it in its slot.
+    pub(super) fn build<S: 'static>(
+        json: &str,
+        build: impl FnOnce(&str) -> Result<S, String>,
+    ) -> Result<Rc<S>, String> {
+        let state = Rc::new(build(json)?);
+        let id = TypeId::of::<S>();
+        SLOTS.with_borrow_mut(|slots| {
+            slots.retain(|(t, _, _)| *t != id);
+            slots.push((id, json.to_owned(), Rc::clone(&state) as Rc<dyn Any>));
+        });
+        Ok(state)
+    }
 }
 
 /// Parses a config JSON text as [`config`] does (for unit tests of a plugin's config type).
@@ -491,7 +515,11 @@ mod tests {
         let builds = Cell::new(0);
         let build = |json: &str| {
             builds.set(builds.get() + 1);
-            if json == "bad" { Err("bad config".to_string()) } else { Ok(json.len()) }
+            if json == "bad" {
+                Err("bad config".to_string())
+            } else {
+                Ok(json.len())
+            }
         };
         assert_eq!(*per_config_text("{}", build).unwrap(), 2);
         assert_eq!(*per_config_text("{}", build).unwrap(), 2);
@@ -503,6 +531,11 @@ mod tests {
         assert_eq!(builds.get(), 4);
         // Slots are per type.
         assert_eq!(*per_config_text("{}", |_| Ok::<_, String>("s")).unwrap(), "s");
+        // What `per_instance` finds without reading the config again: the
+        // state of the type, whatever text it came from.
+        assert_eq!(slot::lookup::<usize>(None).as_deref(), Some(&7));
+        assert_eq!(slot::lookup::<usize>(Some("{}")), None);
+        assert_eq!(slot::lookup::<u8>(None), None);
     }
 
     #[test]

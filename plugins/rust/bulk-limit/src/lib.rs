@@ -133,7 +133,9 @@ impl Fnv {
 }
 
 /// The normalised form of a text: lower case, no white space, each run of
-/// digits one `0`; at most `limit` bytes.
+/// digits one `0`; at most `limit` bytes. What [`normalize_into`] hashes,
+/// as a string for the tests.
+#[cfg(test)]
 pub fn normalize(text: &str, limit: usize) -> String {
     let mut out = Vec::with_capacity(text.len().min(limit));
     normalize_into(text, limit, &mut out);
@@ -156,6 +158,7 @@ impl Sink for Fnv {
     }
 }
 
+#[cfg(test)]
 impl Sink for Vec<u8> {
     #[inline(always)]
     fn byte(&mut self, b: u8) {
@@ -220,7 +223,9 @@ fn normalize_into(text: &str, limit: usize, out: &mut impl Sink) -> usize {
     n
 }
 
-/// A message's content, as the fingerprint sees it.
+/// A message's content, as the fingerprint sees it (the tests' form of
+/// what [`Fingerprinter`] is fed part by part).
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
     /// A text part (decoded to UTF-8).
@@ -274,6 +279,7 @@ impl Fingerprinter {
 
 /// The fingerprint of the parts; `None` when there is no content at all
 /// (an empty body says nothing about duplication).
+#[cfg(test)]
 pub fn fingerprint(parts: &[Content], limit: usize) -> Option<String> {
     let mut f = Fingerprinter::new(limit);
     for p in parts {
